@@ -1,0 +1,7 @@
+"""leangpt: a small, readable GPT trainer for studying memory-reduced training."""
+
+from .config import ConfigError, LeanGPTError, SampleConfig, TrainConfig
+from .model import GPT, GPTConfig
+
+__all__ = ["GPT", "GPTConfig", "TrainConfig", "SampleConfig", "ConfigError", "LeanGPTError"]
+__version__ = "0.1.0"

@@ -1,0 +1,111 @@
+"""Causal self-attention with grouped key/value heads (MHA, GQA and MQA in one module).
+
+`n_headgroup` query heads share one key/value head: n_kv_head = n_head // n_headgroup, and query
+head h attends with kv-head h // n_headgroup (contiguous groups, the convention of every major
+implementation). Only n_kv_head K and V projections exist, so parameters, projection compute and
+the KV cache all shrink by the group size. (Averaging the K/V of full heads at every forward pass,
+as the course handout does, computes the same function as a converted model but saves nothing;
+that averaging belongs in checkpoint conversion, see convert.py.)
+
+c_attn's rows are [q heads 0..n_head-1; k kv-heads; v kv-heads], each head's head_dim rows
+contiguous: with n_headgroup=1 this is exactly nanoGPT's layout.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from einops import einsum, rearrange
+
+
+class KVCache:
+    """Per-layer keys and values of the tokens seen so far, kept at n_kv_head (never expanded)."""
+
+    def __init__(self, n_layer: int, batch_size: int, n_kv_head: int, capacity: int, head_dim: int,
+                 device: torch.device, dtype: torch.dtype):
+        shape = (batch_size, n_kv_head, capacity, head_dim)
+        self.keys = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layer)]
+        self.values = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layer)]
+        self.capacity = capacity
+        self.length = 0  # tokens cached; the same for every layer once a forward pass ends
+
+    def reset(self) -> None:
+        self.length = 0
+
+    def append(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store the new tokens' k, v for `layer`; return everything cached for it so far."""
+        start, end = self.length, self.length + k.size(2)
+        if end > self.capacity:
+            raise ValueError(f"KV cache overflow: {end} tokens > capacity {self.capacity}")
+        self.keys[layer][:, :, start:end] = k
+        self.values[layer][:, :, start:end] = v
+        return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
+
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.keys + self.values)
+
+
+def causal_mask(q_len: int, k_len: int, device: torch.device) -> torch.Tensor:
+    """Bottom-right aligned: the last query is the newest token and sees every key."""
+    offset = k_len - q_len
+    rows = torch.arange(q_len, device=device).unsqueeze(1)
+    cols = torch.arange(k_len, device=device).unsqueeze(0)
+    return cols <= rows + offset
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, config, layer_index: int = 0):
+        super().__init__()
+        assert config.n_embd % config.n_head == 0 and config.n_head % config.n_headgroup == 0
+        self.n_head = config.n_head
+        self.n_headgroup = config.n_headgroup
+        self.n_kv_head = config.n_head // config.n_headgroup
+        self.head_dim = config.n_embd // config.n_head
+        self.layer_index = layer_index
+        self.impl = config.attn_impl
+        self.dropout = config.dropout
+        self.c_attn = nn.Linear(config.n_embd, (self.n_head + 2 * self.n_kv_head) * self.head_dim,
+                                bias=config.bias)
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.attn_dropout = nn.Dropout(config.dropout)
+        self.resid_dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        q_width, kv_width = self.n_head * self.head_dim, self.n_kv_head * self.head_dim
+        q, k, v = self.c_attn(x).split([q_width, kv_width, kv_width], dim=2)
+        q = rearrange(q, "b t (h d) -> b h t d", h=self.n_head)
+        k = rearrange(k, "b t (g d) -> b g t d", g=self.n_kv_head)
+        v = rearrange(v, "b t (g d) -> b g t d", g=self.n_kv_head)
+        if cache is not None:
+            k, v = cache.append(self.layer_index, k, v)
+        attend = self._attend_sdpa if self.impl == "sdpa" else self._attend_einsum
+        y = attend(q, k, v)
+        y = rearrange(y, "b h t d -> b t (h d)")
+        return self.resid_dropout(self.c_proj(y))
+
+    def _attend_sdpa(self, q, k, v):
+        q_len, k_len = q.size(2), k.size(2)
+        # is_causal is top-left aligned: right only when queries and keys are the same tokens.
+        # A single new query sees every cached key, so it needs no mask at all.
+        mask, is_causal = None, False
+        if q_len == k_len:
+            is_causal = True
+        elif q_len > 1:
+            mask = causal_mask(q_len, k_len, q.device)
+        return F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, is_causal=is_causal,
+            dropout_p=self.dropout if self.training else 0.0,
+            enable_gqa=self.n_headgroup > 1)
+
+    def _attend_einsum(self, q, k, v):
+        # The readable reference: the group axis g is explicit and K/V are never copied per head.
+        q = rearrange(q, "b (g s) i d -> b g s i d", s=self.n_headgroup)
+        scores = einsum(q, k, "b g s i d, b g j d -> b g s i j") / math.sqrt(self.head_dim)
+        mask = causal_mask(q.size(3), k.size(2), q.device)
+        scores = scores.masked_fill(~mask, float("-inf"))
+        weights = self.attn_dropout(F.softmax(scores, dim=-1))
+        y = einsum(weights, v, "b g s i j, b g j d -> b g s i d")
+        return rearrange(y, "b g s i d -> b (g s) i d")

@@ -1,0 +1,108 @@
+"""Checkpoints: atomic writes, complete resume state, and clear errors for bad files.
+
+A checkpoint is a dict with nanoGPT's keys (model, optimizer, model_args, iter_num,
+best_val_loss, config) plus leangpt's: the RNG states of torch, numpy, python and the batch
+samplers, and whether the evaluation at iter_num already ran. Everything in it is a plain type
+or a tensor, so it loads with torch.load(weights_only=True). Checkpoints written by upstream
+nanoGPT load too (without RNG state, so their resume is not bit-exact).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import LeanGPTError
+from .fileio import atomic_write
+from .model import GPT, GPTConfig
+
+COMPILE_PREFIX = "_orig_mod."
+
+
+class CheckpointError(LeanGPTError):
+    """A missing, corrupt or incompatible checkpoint."""
+
+
+def save_atomic(obj: dict, path: str | Path) -> None:
+    """torch.save through a temporary file: an interrupted save never destroys the previous one."""
+    atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def load(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path} is not a readable checkpoint ({first_line})") from None
+    if not isinstance(ckpt, dict) or "model" not in ckpt or "model_args" not in ckpt:
+        raise CheckpointError(f"{path} is not a GPT checkpoint (no 'model' / 'model_args')")
+    return ckpt
+
+
+def model_config(ckpt: dict, path: str | Path = "checkpoint") -> GPTConfig:
+    known = {f.name for f in dataclasses.fields(GPTConfig)}
+    args = {k: v for k, v in ckpt["model_args"].items() if k in known}
+    try:
+        return GPTConfig(**args)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path} has invalid model_args: {exc}") from None
+
+
+def clean_state_dict(state_dict: dict) -> dict:
+    """Strip torch.compile's prefix and the causal-mask buffers old nanoGPT versions saved."""
+    out = {}
+    for key, value in state_dict.items():
+        if key.startswith(COMPILE_PREFIX):
+            key = key[len(COMPILE_PREFIX):]
+        if key.endswith(".attn.bias") and key.count(".") == 4:  # transformer.h.N.attn.bias (a mask)
+            continue
+        out[key] = value
+    return out
+
+
+def load_model(ckpt: dict, path: str | Path = "checkpoint", **overrides) -> GPT:
+    config = model_config(ckpt, path)
+    config = dataclasses.replace(config, **overrides) if overrides else config
+    model = GPT(config)
+    try:
+        model.load_state_dict(clean_state_dict(ckpt["model"]))
+    except RuntimeError as exc:
+        detail = " ".join(str(exc).split())
+        raise CheckpointError(f"{path} does not match its model_args: {detail[:300]}") from None
+    return model
+
+
+def rng_state() -> dict:
+    np_state = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
+        "python": _to_lists(random.getstate()),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    kind, keys, *rest = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), *rest))
+    random.setstate(_to_tuples(state["python"]))
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _to_lists(x):
+    return [_to_lists(v) for v in x] if isinstance(x, tuple) else x
+
+
+def _to_tuples(x):
+    return tuple(_to_tuples(v) for v in x) if isinstance(x, list) else x

@@ -1,0 +1,81 @@
+"""The `leangpt` console script: prepare | train | sample | convert | sweep | report."""
+
+from __future__ import annotations
+
+import sys
+
+from .config import ConvertConfig, LeanGPTError, PrepareConfig, SampleConfig, TrainConfig, parse_config
+
+USAGE = """usage: leangpt COMMAND [CONFIG.py] [--key=value ...]
+
+commands:
+  prepare   text file -> data/NAME/{train.bin,val.bin,meta.pkl}  (--input=FILE --name=NAME)
+  train     train a model (nanoGPT's train.py)
+  sample    sample from a checkpoint (nanoGPT's sample.py)
+  convert   MHA checkpoint -> GQA checkpoint (--in_dir --out_dir --n_headgroup)
+  sweep     train a grid of variants and write a report (--grid=KEY=V1,V2 ...)
+  report    rebuild a sweep's report from its runs' metrics (leangpt report SWEEP_DIR)
+"""
+
+
+def _prepare(argv):
+    from .data import prepare_dataset, read_text
+    from pathlib import Path
+    config = parse_config(PrepareConfig, argv)
+    out_dir = Path(config.data_dir) / config.name
+    stats = prepare_dataset(read_text(config.input or None), out_dir, config.val_fraction)
+    print(f"vocab size {stats['vocab_size']}; train {stats['train_tokens']:,} tokens, "
+          f"val {stats['val_tokens']:,} tokens -> {out_dir}")
+
+
+def _train(argv):
+    from .train import train
+    result = train(parse_config(TrainConfig, argv))
+    return 130 if result["status"] == "interrupted" else 0
+
+
+def _sample(argv):
+    from .sample import sample
+    sample(parse_config(SampleConfig, argv))
+
+
+def _convert(argv):
+    from .convert import convert
+    convert(parse_config(ConvertConfig, argv))
+
+
+def _sweep(argv):
+    from .sweep import sweep_main
+    return sweep_main(argv)
+
+
+def _report(argv):
+    from .sweep import report_main
+    return report_main(argv)
+
+
+COMMANDS = {"prepare": _prepare, "train": _train, "sample": _sample, "convert": _convert,
+            "sweep": _sweep, "report": _report}
+
+
+def run(command: str, argv: list[str]) -> int:
+    """Run a command; user mistakes become one line on stderr and exit status 2."""
+    try:
+        return COMMANDS[command](argv) or 0
+    except LeanGPTError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        sys.exit(0)
+    if argv[0] not in COMMANDS:
+        print(f"error: unknown command {argv[0]!r}\n{USAGE}", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(run(argv[0], argv[1:]))

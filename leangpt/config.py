@@ -1,0 +1,324 @@
+"""Typed configuration: nanoGPT's `CONFIG.py --key=value` command line, parsed into dataclasses.
+
+A config file is plain Python assignments, executed into a fresh dict (never into globals).
+Every key, from the file or the command line, must be a field of the target dataclass; values
+are converted by the field's annotation, and `validate()` checks what single fields cannot.
+Every mistake raises `ConfigError` with one line that names the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional, TypeVar, Union
+
+
+class LeanGPTError(Exception):
+    """A user-facing error: the CLI prints its message on one line and exits non-zero."""
+
+
+class ConfigError(LeanGPTError, ValueError):
+    """A bad configuration key, value or combination."""
+
+
+OPTIMIZER_VARIANTS = ("adam", "adamw", "adamsn", "adafactor")
+
+
+@dataclass
+class TrainConfig:
+    """Everything `train.py` reads. Defaults follow nanoGPT's train.py unless noted."""
+
+    # I/O
+    out_dir: str = "out"
+    eval_interval: int = 2000
+    log_interval: int = 1
+    eval_iters: int = 200
+    eval_only: bool = False
+    always_save_checkpoint: bool = True
+    init_from: Literal["scratch", "resume"] = "scratch"
+    # logging
+    wandb_log: bool = False
+    wandb_project: str = "owt"
+    wandb_run_name: str = "gpt2"
+    tensorboard: bool = False
+    # data
+    dataset: str = "openwebtext"
+    data_dir: str = "data"  # leangpt: datasets live in data_dir/dataset/
+    gradient_accumulation_steps: int = 40
+    batch_size: int = 12
+    block_size: int = 1024
+    # model
+    n_layer: int = 12
+    n_head: int = 12
+    n_headgroup: int = 1  # query heads per key/value head: 1 = MHA, n_head = MQA
+    n_embd: int = 768
+    dropout: float = 0.0
+    bias: bool = False
+    attn_impl: Literal["sdpa", "einsum"] = "sdpa"
+    # optimizer
+    optimizer_variant: Literal["adam", "adamw", "adamsn", "adafactor"] = "adamw"
+    learning_rate: float = 6e-4
+    max_iters: int = 600000
+    weight_decay: float = 1e-1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    eps: float = 1e-8
+    grad_clip: float = 1.0  # 0 disables clipping
+    adamsn_params: Literal["linear", "all_2d"] = "linear"
+    adafactor_relative_step: bool = False
+    adafactor_scale_parameter: bool = True
+    adafactor_beta1: Optional[float] = None
+    adafactor_decay_rate: float = -0.8
+    adafactor_eps2: float = 1e-3
+    adafactor_clip_threshold: float = 1.0
+    # learning-rate schedule
+    decay_lr: bool = True
+    warmup_iters: int = 2000
+    lr_decay_iters: int = 600000
+    min_lr: float = 6e-5
+    # system
+    backend: Literal["auto", "nccl", "gloo"] = "auto"  # leangpt: gloo on CPU, nccl on CUDA
+    device: str = "auto"  # leangpt: cuda when available, else cpu
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: bf16/fp16 on CUDA, fp32 on CPU
+    compile: bool = True
+    seed: int = 1337
+    zero: bool = False
+
+    def validate(self) -> None:
+        _require(self.n_layer >= 1, "n_layer", self.n_layer, "must be >= 1")
+        _require(self.n_head >= 1, "n_head", self.n_head, "must be >= 1")
+        _require(self.n_embd >= 1, "n_embd", self.n_embd, "must be >= 1")
+        _require(self.n_embd % self.n_head == 0, "n_embd", self.n_embd,
+                 f"must be divisible by n_head={self.n_head}")
+        _require(self.n_headgroup >= 1, "n_headgroup", self.n_headgroup, "must be >= 1")
+        _require(self.n_head % self.n_headgroup == 0, "n_headgroup", self.n_headgroup,
+                 f"must divide n_head={self.n_head} (heads per key/value group)")
+        _require(self.block_size >= 1, "block_size", self.block_size, "must be >= 1")
+        _require(self.batch_size >= 1, "batch_size", self.batch_size, "must be >= 1")
+        _require(self.gradient_accumulation_steps >= 1, "gradient_accumulation_steps",
+                 self.gradient_accumulation_steps, "must be >= 1")
+        _require(0.0 <= self.dropout < 1.0, "dropout", self.dropout, "must be in [0, 1)")
+        _require(self.max_iters >= 0, "max_iters", self.max_iters, "must be >= 0")
+        _require(self.eval_interval >= 1, "eval_interval", self.eval_interval, "must be >= 1")
+        _require(self.log_interval >= 1, "log_interval", self.log_interval, "must be >= 1")
+        _require(self.eval_iters >= 1, "eval_iters", self.eval_iters, "must be >= 1")
+        for key in ("learning_rate", "min_lr"):
+            value = getattr(self, key)
+            _require(math.isfinite(value) and value >= 0, key, value, "must be a finite number >= 0")
+        _require(self.learning_rate > 0, "learning_rate", self.learning_rate, "must be > 0")
+        _require(self.min_lr <= self.learning_rate, "min_lr", self.min_lr,
+                 f"must be <= learning_rate={self.learning_rate}")
+        _require(self.weight_decay >= 0, "weight_decay", self.weight_decay, "must be >= 0")
+        _require(0.0 <= self.beta1 < 1.0, "beta1", self.beta1, "must be in [0, 1)")
+        _require(0.0 <= self.beta2 < 1.0, "beta2", self.beta2, "must be in [0, 1)")
+        _require(self.eps >= 0, "eps", self.eps, "must be >= 0")
+        _require(self.grad_clip >= 0, "grad_clip", self.grad_clip, "must be >= 0 (0 disables)")
+        _require(self.warmup_iters >= 0, "warmup_iters", self.warmup_iters, "must be >= 0")
+        if self.decay_lr:
+            _require(self.lr_decay_iters > self.warmup_iters, "lr_decay_iters", self.lr_decay_iters,
+                     f"must be > warmup_iters={self.warmup_iters} when decay_lr=True")
+        if self.adafactor_beta1 is not None:
+            _require(0.0 <= self.adafactor_beta1 < 1.0, "adafactor_beta1", self.adafactor_beta1,
+                     "must be None or in [0, 1)")
+        _require(self.adafactor_decay_rate < 0, "adafactor_decay_rate", self.adafactor_decay_rate,
+                 "must be < 0")
+        _require(self.adafactor_eps2 >= 0, "adafactor_eps2", self.adafactor_eps2, "must be >= 0")
+        _require(self.adafactor_clip_threshold > 0, "adafactor_clip_threshold",
+                 self.adafactor_clip_threshold, "must be > 0")
+        _require(bool(self.dataset) and "/" not in self.dataset and self.dataset not in (".", ".."),
+                 "dataset", self.dataset, "must be a plain directory name under data_dir")
+        _require(bool(self.out_dir), "out_dir", self.out_dir, "must not be empty")
+        _validate_device(self.device)
+
+
+@dataclass
+class SampleConfig:
+    """Everything `sample.py` reads."""
+
+    out_dir: str = "out"
+    ckpt: str = "ckpt.pt"  # file inside out_dir; best.pt holds the best-val weights
+    start: str = "\n"  # prompt text, or FILE:path to read it from a file
+    num_samples: int = 10
+    max_new_tokens: int = 500
+    temperature: float = 0.8
+    top_k: Optional[int] = 200
+    seed: int = 1337
+    device: str = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    compile: bool = False
+    kv_cache: bool = True
+    cache_overflow: Literal["exact", "half"] = "exact"
+    data_dir: str = "data"
+
+    def validate(self) -> None:
+        _require(self.num_samples >= 1, "num_samples", self.num_samples, "must be >= 1")
+        _require(self.max_new_tokens >= 0, "max_new_tokens", self.max_new_tokens, "must be >= 0")
+        _require(math.isfinite(self.temperature) and self.temperature > 0, "temperature",
+                 self.temperature, "must be a finite number > 0")
+        if self.top_k is not None:
+            _require(self.top_k >= 1, "top_k", self.top_k, "must be None or >= 1")
+        _validate_device(self.device)
+
+
+@dataclass
+class ConvertConfig:
+    """`leangpt convert`: MHA checkpoint -> GQA checkpoint by mean-pooling K/V heads per group."""
+
+    in_dir: str = ""
+    out_dir: str = ""
+    n_headgroup: int = 2
+
+    def validate(self) -> None:
+        _require(bool(self.in_dir), "in_dir", self.in_dir, "is required")
+        _require(bool(self.out_dir), "out_dir", self.out_dir, "is required")
+        _require(Path(self.in_dir).resolve() != Path(self.out_dir).resolve(), "out_dir",
+                 self.out_dir, "must differ from in_dir")
+        _require(self.n_headgroup >= 1, "n_headgroup", self.n_headgroup, "must be >= 1")
+
+
+@dataclass
+class PrepareConfig:
+    """`leangpt prepare`: a UTF-8 text file -> data_dir/name/{train.bin,val.bin,meta.pkl}."""
+
+    input: str = ""  # text file; empty: download tinyshakespeare
+    name: str = "shakespeare_char"
+    data_dir: str = "data"
+    val_fraction: float = 0.1
+
+    def validate(self) -> None:
+        _require(bool(self.name) and "/" not in self.name and self.name not in (".", ".."),
+                 "name", self.name, "must be a plain directory name")
+        _require(0.0 < self.val_fraction < 1.0, "val_fraction", self.val_fraction, "must be in (0, 1)")
+
+
+def _require(ok: bool, key: str, value: Any, rule: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}={value!r} {rule}")
+
+
+def _validate_device(device: str) -> None:
+    base = device.split(":", 1)[0]
+    if base not in ("auto", "cpu", "cuda", "mps"):
+        raise ConfigError(f"device={device!r} is not one of auto, cpu, cuda, cuda:N, mps")
+
+
+# ----------------------------------------------------------------------------- parsing
+
+C = TypeVar("C")
+
+
+def parse_config(cls: type[C], argv: list[str]) -> C:
+    """Build `cls` from nanoGPT-style arguments: config files (no `--`) then `--key=value`."""
+    values: dict[str, Any] = {}
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    for arg in argv:
+        if not arg.startswith("--"):
+            for key, value in _read_config_file(arg).items():
+                _check_known(key, fields, source=arg)
+                values[key] = _coerce(key, value, hints[key])
+            continue
+        body = arg[2:]
+        if "=" not in body:
+            raise ConfigError(f"argument {arg!r} must look like --key=value")
+        key, text = body.split("=", 1)
+        _check_known(key, fields, source="command line")
+        values[key] = _coerce(key, text, hints[key], from_text=True)
+    config = cls(**values)
+    config.validate()
+    return config
+
+
+def config_from_dict(cls: type[C], values: dict[str, Any]) -> C:
+    """Rebuild a config saved by `dataclasses.asdict`, ignoring keys this version doesn't know."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    config = cls(**{k: _coerce(k, v, hints[k]) for k, v in values.items() if k in known})
+    config.validate()
+    return config
+
+
+def _read_config_file(path: str) -> dict[str, Any]:
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"config file {path!r} not found (arguments without -- are config files)")
+    namespace: dict[str, Any] = {}
+    try:
+        exec(compile(file.read_text(), str(file), "exec"), namespace)
+    except Exception as exc:  # a user's file: report where it broke, in one line
+        raise ConfigError(f"config file {path!r} failed to run: {type(exc).__name__}: {exc}") from None
+    return {k: v for k, v in namespace.items()
+            if not k.startswith("_") and not isinstance(v, (types.ModuleType, types.FunctionType, type))}
+
+
+def _check_known(key: str, fields: dict, source: str) -> None:
+    if key in fields:
+        return
+    close = difflib.get_close_matches(key, list(fields), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise ConfigError(f"unknown config key {key!r} (from {source}){hint}")
+
+
+_TRUE = {"true", "1", "yes"}
+_FALSE = {"false", "0", "no"}
+
+
+def _coerce(key: str, value: Any, annotation: Any, from_text: bool = False) -> Any:
+    """Convert `value` to `annotation`; text from the command line is parsed, not evaluated."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (Union, types.UnionType):
+        inner = [a for a in args if a is not type(None)]
+        if value is None or (from_text and str(value) in ("None", "none", "null")):
+            return None
+        return _coerce(key, value, inner[0], from_text)
+    if origin is Literal:
+        if value not in args:
+            allowed = ", ".join(str(a) for a in args)
+            raise ConfigError(f"{key}={value!r} is not allowed; choose one of: {allowed}")
+        return value
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        text = str(value).strip().lower()
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+        raise ConfigError(f"{key}={value!r} is not a bool; use True/False (or true/false, 1/0)")
+    if annotation is int:
+        if isinstance(value, bool) or isinstance(value, float) and not value.is_integer():
+            raise ConfigError(f"{key}={value!r} is not an integer")
+        try:
+            return int(value) if not isinstance(value, str) else int(value.strip().replace("_", ""))
+        except ValueError:
+            # 1e3 on the command line is a common way to write an integer
+            try:
+                as_float = float(value)
+            except ValueError:
+                raise ConfigError(f"{key}={value!r} is not an integer") from None
+            if not as_float.is_integer():
+                raise ConfigError(f"{key}={value!r} is not an integer") from None
+            return int(as_float)
+    if annotation is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{key}={value!r} is not a number")
+        try:
+            result = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key}={value!r} is not a number") from None
+        if math.isnan(result):
+            raise ConfigError(f"{key}={value!r} is not a number")
+        return result
+    if annotation is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}={value!r} must be a string")
+        return value
+    raise ConfigError(f"{key}: unsupported annotation {annotation!r}")  # a bug in leangpt, not user input

@@ -1,0 +1,148 @@
+"""Character-level datasets: text -> uint16 token files, and random batches drawn from a memmap."""
+
+from __future__ import annotations
+
+import pickle
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import LeanGPTError
+from .fileio import atomic_write_bytes
+
+SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
+
+
+class DataError(LeanGPTError):
+    """A missing, mismatched or unreadable dataset."""
+
+
+@dataclass(frozen=True)
+class CharTokenizer:
+    """Maps each distinct character of the corpus to an id (sorted order, as nanoGPT does)."""
+
+    stoi: dict[str, int]
+    itos: dict[int, str]
+
+    @classmethod
+    def from_text(cls, text: str) -> "CharTokenizer":
+        chars = sorted(set(text))
+        return cls({ch: i for i, ch in enumerate(chars)}, {i: ch for i, ch in enumerate(chars)})
+
+    @classmethod
+    def from_meta(cls, meta_path: str | Path) -> "CharTokenizer":
+        meta = load_meta(meta_path)
+        return cls(meta["stoi"], meta["itos"])
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.stoi)
+
+    def encode(self, text: str) -> list[int]:
+        unknown = sorted({ch for ch in text if ch not in self.stoi})
+        if unknown:
+            raise DataError(f"the prompt has characters not in the vocabulary: {''.join(unknown)!r}")
+        return [self.stoi[ch] for ch in text]
+
+    def decode(self, ids) -> str:
+        return "".join(self.itos[int(i)] for i in ids)
+
+
+def load_meta(meta_path: str | Path) -> dict:
+    try:
+        with open(meta_path, "rb") as f:
+            meta = pickle.load(f)
+    except FileNotFoundError:
+        raise DataError(f"{meta_path} not found; prepare the dataset first (leangpt prepare)") from None
+    except Exception as exc:
+        raise DataError(f"{meta_path} is not a readable meta.pkl: {exc}") from None
+    if not isinstance(meta, dict) or not {"vocab_size", "stoi", "itos"} <= set(meta):
+        raise DataError(f"{meta_path} lacks vocab_size/stoi/itos")
+    return meta
+
+
+def read_text(input_path: str | None) -> str:
+    """The corpus: the given file, else tinyshakespeare downloaded from the usual URL."""
+    if input_path:
+        try:
+            return Path(input_path).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise DataError(f"input file {input_path!r} not found") from None
+        except UnicodeDecodeError as exc:
+            raise DataError(f"input file {input_path!r} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    try:
+        with urllib.request.urlopen(SHAKESPEARE_URL, timeout=30) as response:
+            return response.read().decode("utf-8")
+    except Exception as exc:
+        raise DataError(f"could not download tinyshakespeare ({exc}); pass a local copy with --input=FILE") from None
+
+
+def prepare_dataset(text: str, out_dir: str | Path, val_fraction: float = 0.1) -> dict:
+    """Write train.bin / val.bin (uint16 ids; first 1-val_fraction / the rest) and meta.pkl."""
+    if len(text) < 2:
+        raise DataError("the input text is empty or a single character; nothing to train on")
+    tokenizer = CharTokenizer.from_text(text)
+    if tokenizer.vocab_size > 65535:
+        raise DataError(f"{tokenizer.vocab_size} distinct characters do not fit uint16 token ids")
+    split = int(len(text) * (1 - val_fraction))
+    ids = np.array(tokenizer.encode(text), dtype=np.uint16)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out / "train.bin", ids[:split].tobytes())
+    atomic_write_bytes(out / "val.bin", ids[split:].tobytes())
+    meta = {"vocab_size": tokenizer.vocab_size, "stoi": tokenizer.stoi, "itos": tokenizer.itos}
+    atomic_write_bytes(out / "meta.pkl", pickle.dumps(meta))
+    return {"vocab_size": tokenizer.vocab_size, "train_tokens": split, "val_tokens": len(ids) - split}
+
+
+class BatchSampler:
+    """Random (x, y) windows from a uint16 token file, drawn with an explicit generator.
+
+    Each draw picks `batch_size * world_size` offsets from one generator that every rank seeds
+    alike; rank r keeps its slice. So the ranks' batches together are exactly the batch one
+    process with `batch_size * world_size` would draw, and the state to save is one generator.
+    """
+
+    def __init__(self, bin_path: str | Path, block_size: int, batch_size: int, seed: int,
+                 rank: int = 0, world_size: int = 1):
+        self.bin_path = Path(bin_path)
+        if not self.bin_path.is_file():
+            raise DataError(f"{self.bin_path} not found")
+        self.n_tokens = self.bin_path.stat().st_size // 2
+        if self.n_tokens <= block_size:
+            raise DataError(f"{self.bin_path} has {self.n_tokens} tokens, not more than block_size={block_size}; "
+                            "use a smaller block_size or more text")
+        self.block_size, self.batch_size = block_size, batch_size
+        self.rank, self.world_size = rank, world_size
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        # a fresh memmap per batch avoids the memory growth nanoGPT works around the same way
+        data = np.memmap(self.bin_path, dtype=np.uint16, mode="r")
+        ix = torch.randint(self.n_tokens - self.block_size, (self.batch_size * self.world_size,),
+                           generator=self.generator)
+        ix = ix[self.rank * self.batch_size:(self.rank + 1) * self.batch_size].tolist()
+        x = torch.from_numpy(np.stack([data[i:i + self.block_size] for i in ix]).astype(np.int64))
+        y = torch.from_numpy(np.stack([data[i + 1:i + 1 + self.block_size] for i in ix]).astype(np.int64))
+        return x, y
+
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+
+
+def dataset_paths(data_dir: str | Path, dataset: str) -> dict[str, Path]:
+    """The prepared files of a dataset; a clear error saying how to prepare it when absent."""
+    root = Path(data_dir) / dataset
+    paths = {"train": root / "train.bin", "val": root / "val.bin", "meta": root / "meta.pkl"}
+    missing = [p.name for p in paths.values() if not p.is_file()]
+    if missing:
+        hint = ("python data/shakespeare_char/prepare.py" if dataset == "shakespeare_char"
+                else f"leangpt prepare --input=YOUR.txt --name={dataset} --data_dir={data_dir}")
+        raise DataError(f"dataset {dataset!r} is not prepared in {root} (missing {', '.join(missing)}); run: {hint}")
+    return paths

@@ -1,0 +1,81 @@
+"""Optimizers: torch's Adam/AdamW beside leangpt's memory-reduced AdamSN and Adafactor."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from .adafactor import Adafactor
+from .adamsn import AdamSN
+
+__all__ = ["AdamSN", "Adafactor", "build_optimizer", "state_bytes", "adamw_state_bytes", "param_groups"]
+
+
+def state_bytes(optimizer: torch.optim.Optimizer) -> int:
+    """Bytes held by every tensor in the optimizer's state (moments, factored statistics, steps)."""
+    total = 0
+    for state in optimizer.state.values():
+        for value in state.values():
+            if torch.is_tensor(value):
+                total += value.numel() * value.element_size()
+    return total
+
+
+def adamw_state_bytes(model: nn.Module) -> int:
+    """What torch.optim.AdamW would hold for `model`: two moments per element plus a float32 step."""
+    return sum(2 * p.numel() * p.element_size() + 4 for p in model.parameters() if p.requires_grad)
+
+
+def _subset_norm_names(model: nn.Module, which: str) -> set[str]:
+    """Names of the 2-D parameters that get subset-norm step sizes.
+
+    "linear": the weights of nn.Linear layers, as the authors recommend, but not the tied output
+    layer: that tensor is also the token embedding, whose rows are tokens of very different
+    frequency, and summing over its smaller dimension would give every token one shared step.
+    "all_2d": every 2-D parameter, embeddings included.
+    """
+    names = {name for name, p in model.named_parameters() if p.dim() == 2}
+    if which == "all_2d":
+        return names
+    embeddings = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
+    linear = set()
+    for module_name, module in model.named_modules():
+        if isinstance(module, nn.Linear) and id(module.weight) not in embeddings:
+            linear.add(f"{module_name}.weight" if module_name else "weight")
+    return names & linear
+
+
+def param_groups(model: nn.Module, weight_decay: float, subset_norm: set[str] | None = None) -> list[dict]:
+    """nanoGPT's grouping (decay on >=2-D tensors only); split further by subset-norm when asked."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    decay = [(n, p) for n, p in named if p.dim() >= 2]
+    no_decay = [p for n, p in named if p.dim() < 2]
+    if subset_norm is None:
+        return [{"params": [p for _, p in decay], "weight_decay": weight_decay},
+                {"params": no_decay, "weight_decay": 0.0}]
+    groups = [{"params": [p for n, p in decay if n in subset_norm], "weight_decay": weight_decay, "subset_norm": True},
+              {"params": [p for n, p in decay if n not in subset_norm], "weight_decay": weight_decay, "subset_norm": False},
+              {"params": no_decay, "weight_decay": 0.0, "subset_norm": False}]
+    return [g for g in groups if g["params"]]
+
+
+def build_optimizer(model: nn.Module, config) -> torch.optim.Optimizer:
+    """The optimizer named by `config.optimizer_variant`, driven by the trainer's lr schedule."""
+    variant, lr = config.optimizer_variant, config.learning_rate
+    betas = (config.beta1, config.beta2)
+    if variant in ("adam", "adamw"):
+        # Adam keeps no weight decay: torch's Adam would apply it as coupled L2, a different method
+        wd = config.weight_decay if variant == "adamw" else 0.0
+        groups = param_groups(model, wd)
+        cls = torch.optim.AdamW if variant == "adamw" else torch.optim.Adam
+        return cls(groups, lr=lr, betas=betas, eps=config.eps, foreach=True)
+    if variant == "adamsn":
+        groups = param_groups(model, config.weight_decay, _subset_norm_names(model, config.adamsn_params))
+        return AdamSN(groups, lr=lr, betas=betas, eps=config.eps)
+    if variant == "adafactor":
+        return Adafactor(param_groups(model, config.weight_decay), lr=lr, beta1=config.adafactor_beta1,
+                         decay_rate=config.adafactor_decay_rate, eps=(None, config.adafactor_eps2),
+                         clip_threshold=config.adafactor_clip_threshold,
+                         relative_step=config.adafactor_relative_step,
+                         scale_parameter=config.adafactor_scale_parameter)
+    raise ValueError(f"optimizer_variant={variant!r} is not one of adam, adamw, adamsn, adafactor")

@@ -1,0 +1,76 @@
+"""Sample text from a trained checkpoint (nanoGPT's sample.py, with a KV cache by default)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from . import checkpoint
+from .config import LeanGPTError, SampleConfig
+from .data import CharTokenizer, DataError
+from .device import resolve
+
+
+def tokenizer_for(ckpt: dict, data_dir: str) -> CharTokenizer:
+    """The checkpoint's own vocabulary, else the meta.pkl of the dataset it was trained on."""
+    if "meta" in ckpt:
+        return CharTokenizer(ckpt["meta"]["stoi"], ckpt["meta"]["itos"])
+    dataset = (ckpt.get("config") or {}).get("dataset")
+    if not dataset:
+        raise DataError("the checkpoint names no dataset, so its vocabulary is unknown")
+    return CharTokenizer.from_meta(Path(data_dir) / dataset / "meta.pkl")
+
+
+def read_prompt(start: str) -> str:
+    if start.startswith("FILE:"):
+        path = start[len("FILE:"):]
+        try:
+            return Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise LeanGPTError(f"cannot read the prompt file {path!r}: {exc}") from None
+    return start
+
+
+def sample(config: SampleConfig, out=print, info=lambda line: print(line, file=sys.stderr)) -> list[str]:
+    config.validate()
+    runtime = resolve(config.device, config.dtype)
+    ckpt_path = Path(config.out_dir) / config.ckpt
+    ckpt = checkpoint.load(ckpt_path)
+    model = checkpoint.load_model(ckpt, ckpt_path, dropout=0.0)
+    tokenizer = tokenizer_for(ckpt, config.data_dir)
+    del ckpt
+    model.eval().to(runtime.device)
+    if config.compile:
+        model = torch.compile(model)
+
+    prompt = read_prompt(config.start)
+    if not prompt:
+        raise LeanGPTError("the prompt is empty; give at least one character with --start")
+    ids = torch.tensor([tokenizer.encode(prompt)], dtype=torch.long, device=runtime.device)
+    raw = model._orig_mod if hasattr(model, "_orig_mod") else model
+    per_token = raw.config.kv_cache_bytes_per_token(raw.lm_head.weight.element_size())
+    cached_tokens = min(raw.config.block_size, ids.size(1) + config.max_new_tokens)
+    info(f"parameters: {raw.num_params():,}; KV cache: {per_token:,} bytes/token, "
+         f"{per_token * cached_tokens:,} bytes for {cached_tokens} tokens"
+         + ("" if config.kv_cache else " (cache off)"))
+
+    torch.manual_seed(config.seed)
+    samples = []
+    generated, elapsed = 0, 0.0
+    with torch.no_grad(), runtime.autocast():
+        for _ in range(config.num_samples):
+            t0 = time.perf_counter()
+            y = raw.generate(ids, config.max_new_tokens, temperature=config.temperature, top_k=config.top_k,
+                             kv_cache=config.kv_cache, cache_overflow=config.cache_overflow)
+            elapsed += time.perf_counter() - t0
+            generated += config.max_new_tokens
+            text = tokenizer.decode(y[0].tolist())
+            samples.append(text)
+            out(text)
+            out("---------------")
+    if elapsed > 0:
+        info(f"generated {generated} tokens at {generated / elapsed:.1f} tokens/s")
+    return samples

@@ -1,0 +1,348 @@
+"""The training loop: nanoGPT's, with exact resume, atomic checkpoints and a clean stop on faults.
+
+Read `train()` top to bottom: set up (device, data, model, optimizer, maybe from a checkpoint),
+then loop: evaluate every eval_interval iterations, take one optimizer step of
+gradient_accumulation_steps micro-batches, log. Checkpoints hold every RNG state, so a run
+stopped at iteration N and resumed prints the same losses as one that never stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import signal
+import statistics
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from . import checkpoint
+from .checkpoint import CheckpointError
+from .config import ConfigError, LeanGPTError, TrainConfig
+from .data import BatchSampler, dataset_paths, load_meta
+from .device import resolve
+from .fileio import atomic_write_json
+from .metrics import MetricsLogger
+from .model import GPT, GPTConfig
+from .optim import adamw_state_bytes, build_optimizer, state_bytes
+
+ARCHITECTURE_KEYS = ("n_layer", "n_head", "n_headgroup", "n_embd", "block_size", "bias", "vocab_size")
+
+
+class TrainingError(LeanGPTError):
+    """Training cannot go on (a non-finite loss, for instance)."""
+
+
+def get_lr(it: int, config: TrainConfig) -> float:
+    """Linear warmup, then cosine decay from learning_rate to min_lr at lr_decay_iters (nanoGPT's)."""
+    if not config.decay_lr:
+        return config.learning_rate
+    if it < config.warmup_iters:
+        return config.learning_rate * (it + 1) / (config.warmup_iters + 1)
+    if it > config.lr_decay_iters:
+        return config.min_lr
+    ratio = (it - config.warmup_iters) / (config.lr_decay_iters - config.warmup_iters)
+    coeff = 0.5 * (1.0 + math.cos(math.pi * ratio))
+    return config.min_lr + coeff * (config.learning_rate - config.min_lr)
+
+
+@dataclasses.dataclass
+class Distributed:
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def master(self) -> bool:
+        return self.rank == 0
+
+    def mean(self, value: float, device: str) -> float:
+        """The average of a scalar over ranks (the loss every rank would report together)."""
+        if not self.enabled:
+            return value
+        t = torch.tensor([value], dtype=torch.float64, device=device)
+        torch.distributed.all_reduce(t)
+        return t.item() / self.world_size
+
+
+def setup_distributed(config: TrainConfig) -> tuple[Distributed, str]:
+    """Join the process group when launched by torchrun; return it and the device to use."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or "RANK" not in os.environ:
+        return Distributed(), config.device
+    dist = Distributed(int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", 0)), int(os.environ["WORLD_SIZE"]))
+    use_cuda = config.device.startswith("cuda") or (config.device == "auto" and torch.cuda.is_available())
+    backend = config.backend if config.backend != "auto" else ("nccl" if use_cuda else "gloo")
+    device = config.device
+    if use_cuda:
+        device = f"cuda:{dist.local_rank}"
+        torch.cuda.set_device(device)
+    torch.distributed.init_process_group(backend=backend)
+    return dist, device
+
+
+@contextmanager
+def stop_on_sigint():
+    """The first Ctrl-C asks the loop to checkpoint and stop; a second one stops at once."""
+    state = {"requested": False}
+
+    def handler(signum, frame):
+        if state["requested"]:
+            raise KeyboardInterrupt
+        state["requested"] = True
+
+    try:
+        previous = signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield state
+        return
+    try:
+        yield state
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@torch.no_grad()
+def estimate_loss(model, samplers: dict[str, BatchSampler], eval_iters: int, runtime, dist: Distributed) -> dict[str, float]:
+    model.eval()
+    out = {}
+    for split, sampler in samplers.items():
+        total = 0.0
+        for _ in range(eval_iters):
+            x, y = (t.to(runtime.device) for t in sampler.next_batch())
+            with runtime.autocast():
+                _, loss = model(x, y)
+            total += loss.item()
+        out[split] = dist.mean(total / eval_iters, runtime.device)
+    model.train()
+    return out
+
+
+def _model_config(config: TrainConfig, vocab_size: int) -> GPTConfig:
+    return GPTConfig(block_size=config.block_size, vocab_size=vocab_size, n_layer=config.n_layer,
+                     n_head=config.n_head, n_embd=config.n_embd, dropout=config.dropout, bias=config.bias,
+                     n_headgroup=config.n_headgroup, attn_impl=config.attn_impl)
+
+
+def _format_duration(seconds: float) -> str:
+    seconds = int(seconds)
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
+
+
+def train(config: TrainConfig, log=print) -> dict:
+    """Run one training job; return its final numbers. `log` receives every console line."""
+    config.validate()
+    dist, device = setup_distributed(config)
+    try:
+        return _train(config, dist, device, log if dist.master else (lambda *_: None))
+    finally:
+        if dist.enabled:
+            torch.distributed.destroy_process_group()
+
+
+def _train(config: TrainConfig, dist: Distributed, device: str, log) -> dict:
+    runtime = resolve(device, config.dtype)
+    out_dir = Path(config.out_dir)
+    grad_accum = config.gradient_accumulation_steps
+    if grad_accum % dist.world_size:
+        raise ConfigError(f"gradient_accumulation_steps={grad_accum} must be divisible by the "
+                          f"world size {dist.world_size} (each rank takes an equal share)")
+    grad_accum //= dist.world_size
+
+    paths = dataset_paths(config.data_dir, config.dataset)
+    meta = load_meta(paths["meta"])
+    vocab_size = meta["vocab_size"]
+    torch.manual_seed(config.seed + dist.rank)
+
+    # ---------------------------------------------------------------- model and optimizer
+    ckpt = None
+    if config.init_from == "resume":
+        ckpt_path = out_dir / "ckpt.pt"
+        ckpt = checkpoint.load(ckpt_path)
+        saved = checkpoint.model_config(ckpt, ckpt_path)
+        if saved.vocab_size != vocab_size:
+            raise CheckpointError(f"{ckpt_path} has vocab_size={saved.vocab_size} but dataset "
+                                  f"{config.dataset!r} has {vocab_size}")
+        changed = [k for k in ARCHITECTURE_KEYS if k != "vocab_size" and getattr(saved, k) != getattr(config, k)]
+        if changed:
+            log("resuming with the checkpoint's architecture: " +
+                ", ".join(f"{k}={getattr(saved, k)}" for k in changed))
+        # architecture comes from the checkpoint; run-time choices from this config
+        config = dataclasses.replace(config, **{k: getattr(saved, k) for k in ARCHITECTURE_KEYS if k != "vocab_size"})
+        model = checkpoint.load_model(ckpt, ckpt_path, dropout=config.dropout, attn_impl=config.attn_impl)
+    else:
+        model = GPT(_model_config(config, vocab_size))
+    model.to(runtime.device)
+    model_config = model.config
+
+    optimizer = build_optimizer(model, config)
+    if ckpt is not None and ckpt.get("optimizer") is not None:
+        saved_variant = (ckpt.get("config") or {}).get("optimizer_variant", "adamw")
+        if saved_variant != config.optimizer_variant:
+            raise CheckpointError(f"the checkpoint's optimizer state is {saved_variant}, not "
+                                  f"optimizer_variant={config.optimizer_variant}; resume with --optimizer_variant={saved_variant}")
+        try:
+            optimizer.load_state_dict(ckpt["optimizer"])
+        except (ValueError, KeyError, RuntimeError) as exc:
+            raise CheckpointError(f"the checkpoint's optimizer state does not fit this model: {exc}") from None
+    scaler = torch.amp.GradScaler(enabled=runtime.dtype == "float16")
+
+    iter_num = int(ckpt.get("iter_num", 0)) if ckpt else 0
+    best_val_loss = float(ckpt.get("best_val_loss", 1e9)) if ckpt else 1e9
+    skip_eval_at = iter_num if ckpt and ckpt.get("eval_done", True) else -1
+
+    samplers = {
+        "train": BatchSampler(paths["train"], config.block_size, config.batch_size, config.seed, dist.rank, dist.world_size),
+        "eval_train": BatchSampler(paths["train"], config.block_size, config.batch_size, config.seed + 1, dist.rank, dist.world_size),
+        "eval_val": BatchSampler(paths["val"], config.block_size, config.batch_size, config.seed + 2, dist.rank, dist.world_size),
+    }
+    if ckpt is not None:
+        if "rng" in ckpt and "samplers" in ckpt:
+            checkpoint.set_rng_state(ckpt["rng"])
+            for name, sampler in samplers.items():
+                sampler.load_state_dict(ckpt["samplers"][name])
+        elif iter_num > 0:
+            log("note: this checkpoint holds no RNG state (not written by leangpt); resume is not bit-exact")
+    ckpt = None  # free the loaded tensors
+
+    raw_model = model
+    if config.compile:
+        log("compiling the model... (takes a while the first time)")
+        model = torch.compile(model)
+    if dist.enabled:
+        model = DDP(model, device_ids=[dist.local_rank] if runtime.device_type == "cuda" else None)
+
+    # ---------------------------------------------------------------- run bookkeeping
+    metrics = None
+    if dist.master:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        resolved = {**dataclasses.asdict(config), "device": runtime.device, "dtype": runtime.dtype,
+                    "world_size": dist.world_size, "model_args": dataclasses.asdict(model_config)}
+        atomic_write_json(out_dir / "config.json", resolved)
+        wandb = ({"project": config.wandb_project, "name": config.wandb_run_name, "config": resolved}
+                 if config.wandb_log else None)
+        metrics = MetricsLogger(out_dir, tensorboard=config.tensorboard, wandb_config=wandb)
+    n_params = raw_model.num_params()
+    tokens_per_iter = grad_accum * dist.world_size * config.batch_size * config.block_size
+    log(f"number of parameters: {n_params / 1e6:.2f}M; tokens per iteration: {tokens_per_iter:,}; "
+        f"device {runtime.device}, dtype {runtime.dtype}, optimizer {config.optimizer_variant}")
+    kv_bytes = model_config.kv_cache_bytes_per_token(torch.finfo(torch.float32).bits // 8)
+
+    def save(path_name: str, eval_done: bool) -> None:
+        if not dist.master:
+            return
+        payload = {
+            "format": "leangpt-1",
+            "model": raw_model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "model_args": dataclasses.asdict(model_config),
+            "config": dataclasses.asdict(config),
+            "iter_num": iter_num,
+            "best_val_loss": best_val_loss,
+            "eval_done": eval_done,
+            "rng": checkpoint.rng_state(),
+            "samplers": {name: s.state_dict() for name, s in samplers.items()},
+            "meta": {"vocab_size": vocab_size, "stoi": meta["stoi"], "itos": meta["itos"]},
+        }
+        checkpoint.save_atomic(payload, out_dir / path_name)
+
+    # ---------------------------------------------------------------- the loop
+    result = {"status": "finished", "train_loss": None, "val_loss": None, "iter": iter_num}
+    recent_ms: list[float] = []
+    memory_reported = False
+    started = time.time()
+    with stop_on_sigint() as interrupt:
+        while True:
+            if (iter_num % config.eval_interval == 0 or iter_num == config.max_iters) and iter_num != skip_eval_at:
+                losses = estimate_loss(model, {"train": samplers["eval_train"], "val": samplers["eval_val"]},
+                                       config.eval_iters, runtime, dist)
+                log(f"step {iter_num}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
+                result.update(train_loss=losses["train"], val_loss=losses["val"], iter=iter_num)
+                improved = losses["val"] < best_val_loss
+                if improved:
+                    best_val_loss = losses["val"]
+                    result.update(best_val_loss=best_val_loss, best_iter=iter_num)
+                if metrics:
+                    metrics.log({"kind": "eval", "iter": iter_num, "train_loss": losses["train"],
+                                 "val_loss": losses["val"], "lr": get_lr(iter_num, config)})
+                if iter_num > 0 and (improved or config.always_save_checkpoint or iter_num == config.max_iters):
+                    save("ckpt.pt", eval_done=True)
+                    if improved:
+                        save("best.pt", eval_done=True)
+            if iter_num >= config.max_iters or config.eval_only:
+                break
+
+            lr = get_lr(iter_num, config)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            t0 = time.perf_counter()
+            loss_sum = torch.zeros((), device=runtime.device)
+            for micro_step in range(grad_accum):
+                if dist.enabled:
+                    model.require_backward_grad_sync = micro_step == grad_accum - 1
+                x, y = (t.to(runtime.device, non_blocking=True) for t in samplers["train"].next_batch())
+                with runtime.autocast():
+                    _, loss = model(x, y)
+                    loss = loss / grad_accum
+                loss_sum += loss.detach()
+                scaler.scale(loss).backward()
+            loss_value = loss_sum.item()
+            if not math.isfinite(loss_value):
+                optimizer.zero_grad(set_to_none=True)
+                raise TrainingError(f"loss is {loss_value} at iter {iter_num}; training stopped "
+                                    f"(the last checkpoint in {out_dir} is intact)")
+            if config.grad_clip > 0:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            dt_ms = (time.perf_counter() - t0) * 1000
+            iter_num += 1
+            recent_ms = (recent_ms + [dt_ms])[-50:]
+
+            if not memory_reported:
+                memory_reported = True
+                opt_bytes = state_bytes(optimizer)
+                baseline = adamw_state_bytes(raw_model)
+                log(f"optimizer state: {opt_bytes / 2**20:.3f} MiB ({opt_bytes:,} bytes), "
+                    f"{opt_bytes / baseline:.3f}x AdamW's {baseline:,}; KV cache {kv_bytes:,} bytes/token")
+                result.update(params=n_params, optimizer_state_bytes=opt_bytes, adamw_state_bytes=baseline,
+                              kv_cache_bytes_per_token=kv_bytes)
+                if metrics:
+                    metrics.log({"kind": "memory", "iter": iter_num, "params": n_params,
+                                 "optimizer_state_bytes": opt_bytes, "adamw_state_bytes": baseline,
+                                 "optimizer_state_ratio": opt_bytes / baseline, "kv_cache_bytes_per_token": kv_bytes})
+
+            if (iter_num - 1) % config.log_interval == 0:
+                loss_value = dist.mean(loss_value, runtime.device)
+                eta = statistics.median(recent_ms) / 1000 * (config.max_iters - iter_num)
+                log(f"iter {iter_num - 1}: loss {loss_value:.4f}, time {dt_ms:.2f}ms, "
+                    f"lr {lr:.2e}, eta {_format_duration(eta)}")
+                if metrics:
+                    metrics.log({"kind": "train", "iter": iter_num - 1, "loss": loss_value, "lr": lr,
+                                 "ms": dt_ms, "tokens_per_s": tokens_per_iter / (dt_ms / 1000)})
+
+            if interrupt["requested"]:
+                save("ckpt.pt", eval_done=False)
+                log(f"interrupted at iter {iter_num}: checkpoint written to {out_dir / 'ckpt.pt'}; "
+                    "continue with --init_from=resume")
+                result["status"] = "interrupted"
+                break
+
+    result.update(iter=iter_num, wall_s=time.time() - started, best_val_loss=best_val_loss,
+                  median_ms_per_iter=statistics.median(recent_ms) if recent_ms else None)
+    if metrics:
+        metrics.log({"kind": "end", "iter": iter_num, "status": result["status"], "wall_s": result["wall_s"],
+                     "median_ms_per_iter": result["median_ms_per_iter"]})
+        metrics.close()
+    return result
