@@ -1,0 +1,84 @@
+import pytest
+
+from leangpt.config import ConfigError, SampleConfig, TrainConfig, config_from_dict, parse_config
+
+
+def test_defaults_follow_nanogpt():
+    c = parse_config(TrainConfig, [])
+    assert (c.batch_size, c.block_size, c.n_layer, c.n_head, c.n_embd) == (12, 1024, 12, 12, 768)
+    assert (c.learning_rate, c.beta2, c.weight_decay, c.max_iters, c.warmup_iters) == (6e-4, 0.95, 0.1, 600000, 2000)
+    assert c.gradient_accumulation_steps == 40 and c.init_from == "scratch" and c.optimizer_variant == "adamw"
+
+
+def test_config_file_then_overrides(tmp_path):
+    f = tmp_path / "c.py"
+    f.write_text("import math\nbatch_size = 7\nlearning_rate = 2e-3\n_private = 3\nout_dir = 'x'\n")
+    c = parse_config(TrainConfig, [str(f), "--batch_size=9", "--dropout=0.1", "--bias=true", "--compile=0"])
+    assert c.batch_size == 9 and c.learning_rate == 2e-3 and c.out_dir == "x"
+    assert c.dropout == 0.1 and c.bias is True and c.compile is False
+
+
+@pytest.mark.parametrize("arg,value", [("--learning_rate=1", 1.0), ("--max_iters=1e3", 1000),
+                                       ("--bias=False", False), ("--bias=1", True),
+                                       ("--out_dir=a=b", "a=b"), ("--adafactor_beta1=None", None),
+                                       ("--adafactor_beta1=0.9", 0.9)])
+def test_value_conversion(arg, value):
+    c = parse_config(TrainConfig, [arg])
+    key = arg[2:].split("=", 1)[0]
+    assert getattr(c, key) == value and type(getattr(c, key)) is type(value)
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--n_layr=4"], "did you mean 'n_layer'"),
+    (["--batch_size=abc"], "batch_size='abc' is not an integer"),
+    (["--batch_size=1.5"], "is not an integer"),
+    (["--bias=maybe"], "is not a bool"),
+    (["--learning_rate=fast"], "is not a number"),
+    (["--learning_rate=-1"], "learning_rate=-1.0 must be"),
+    (["--n_embd=100", "--n_head=3"], "must be divisible by n_head=3"),
+    (["--block_size=0"], "block_size=0 must be >= 1"),
+    (["--n_headgroup=5", "--n_head=4", "--n_embd=64"], "must divide n_head=4"),
+    (["--n_headgroup=0"], "n_headgroup=0 must be >= 1"),
+    (["--optimizer_variant=sgd"], "choose one of: adam, adamw, adamsn, adafactor"),
+    (["--init_from=gpt2"], "choose one of: scratch, resume"),
+    (["--dropout=1.0"], "dropout=1.0 must be in [0, 1)"),
+    (["--device=tpu"], "device='tpu' is not one of"),
+    (["--min_lr=1", "--learning_rate=0.1"], "min_lr=1.0 must be <="),
+    (["--warmup_iters=10", "--lr_decay_iters=5"], "must be > warmup_iters"),
+    (["batch_size=3"], "config file 'batch_size=3' not found"),
+    (["--batch_size"], "must look like --key=value"),
+    (["--beta1=1.0"], "beta1=1.0 must be in [0, 1)"),
+])
+def test_bad_inputs_are_one_line_errors(argv, needle):
+    with pytest.raises(ConfigError) as info:
+        parse_config(TrainConfig, argv)
+    assert needle in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_config_file_errors(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("n_layr = 3\n")
+    with pytest.raises(ConfigError, match="unknown config key 'n_layr'.*did you mean 'n_layer'"):
+        parse_config(TrainConfig, [str(bad)])
+    broken = tmp_path / "broken.py"
+    broken.write_text("x = (\n")
+    with pytest.raises(ConfigError, match="failed to run: SyntaxError"):
+        parse_config(TrainConfig, [str(broken)])
+    typed = tmp_path / "typed.py"
+    typed.write_text("batch_size = 'big'\n")
+    with pytest.raises(ConfigError, match="batch_size='big' is not an integer"):
+        parse_config(TrainConfig, [str(typed)])
+
+
+def test_sample_config_validation():
+    assert parse_config(SampleConfig, ["--top_k=None"]).top_k is None
+    with pytest.raises(ConfigError, match="temperature"):
+        parse_config(SampleConfig, ["--temperature=0"])
+    with pytest.raises(ConfigError, match="top_k=0"):
+        parse_config(SampleConfig, ["--top_k=0"])
+
+
+def test_config_from_dict_ignores_unknown_keys():
+    c = config_from_dict(TrainConfig, {"batch_size": 3, "some_future_key": 1})
+    assert c.batch_size == 3

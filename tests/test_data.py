@@ -1,0 +1,83 @@
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from leangpt.data import BatchSampler, CharTokenizer, DataError, dataset_paths, prepare_dataset, read_text
+
+
+def test_tokenizer_round_trip():
+    text = "Hello, World!\nÄpfel"
+    tok = CharTokenizer.from_text(text)
+    assert tok.vocab_size == len(set(text))
+    assert tok.decode(tok.encode(text)) == text
+    assert tok.stoi["\n"] == 0  # sorted order: newline sorts first
+
+
+def test_unknown_prompt_character_is_clear():
+    tok = CharTokenizer.from_text("abc")
+    with pytest.raises(DataError, match="not in the vocabulary: 'xz'"):
+        tok.encode("axbz")
+
+
+def test_prepare_writes_split_files(tmp_path):
+    text = "abcdefghij" * 100
+    stats = prepare_dataset(text, tmp_path / "d")
+    train = np.fromfile(tmp_path / "d" / "train.bin", dtype=np.uint16)
+    val = np.fromfile(tmp_path / "d" / "val.bin", dtype=np.uint16)
+    assert len(train) == 900 and len(val) == 100 and stats["vocab_size"] == 10
+    meta = pickle.loads((tmp_path / "d" / "meta.pkl").read_bytes())
+    assert meta["vocab_size"] == 10 and meta["itos"][0] == "a"
+    assert "".join(meta["itos"][i] for i in train[:12]) == "abcdefghijab"
+    assert "".join(meta["itos"][i] for i in val[:3]) == "abc"
+
+
+def test_batches_are_shifted_windows(tmp_path):
+    prepare_dataset("".join(chr(65 + i % 26) for i in range(2000)), tmp_path / "d")
+    sampler = BatchSampler(tmp_path / "d" / "train.bin", block_size=8, batch_size=5, seed=0)
+    x, y = sampler.next_batch()
+    assert x.shape == (5, 8) and y.shape == (5, 8) and x.dtype == torch.int64
+    assert torch.equal(x[:, 1:], y[:, :-1])
+    assert torch.equal((x[:, 1:] - x[:, :-1]) % 26, torch.ones(5, 7, dtype=torch.int64))
+
+
+def test_ranks_split_the_global_batch(tmp_path):
+    prepare_dataset("abcdefghijklmnop" * 200, tmp_path / "d")
+    path = tmp_path / "d" / "train.bin"
+    whole = BatchSampler(path, 8, 6, seed=3).next_batch()[0]
+    halves = [BatchSampler(path, 8, 3, seed=3, rank=r, world_size=2).next_batch()[0] for r in (0, 1)]
+    assert torch.equal(torch.cat(halves), whole)
+
+
+def test_missing_dataset_says_how_to_prepare(tmp_path):
+    with pytest.raises(DataError, match="python data/shakespeare_char/prepare.py"):
+        dataset_paths(tmp_path, "shakespeare_char")
+    with pytest.raises(DataError, match="leangpt prepare --input=YOUR.txt --name=mine"):
+        dataset_paths(tmp_path, "mine")
+
+
+def test_read_text_errors(tmp_path):
+    with pytest.raises(DataError, match="not found"):
+        read_text(str(tmp_path / "nope.txt"))
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"\xff\xfe\x00abc")
+    with pytest.raises(DataError, match="not UTF-8"):
+        read_text(str(bad))
+
+
+def test_offline_download_names_input(monkeypatch):
+    import urllib.request
+
+    def offline(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    with pytest.raises(DataError, match="--input=FILE"):
+        read_text(None)
+
+
+def test_block_size_larger_than_data(tmp_path):
+    prepare_dataset("abcdefghij" * 3, tmp_path / "d")
+    with pytest.raises(DataError, match="not more than block_size=64"):
+        BatchSampler(tmp_path / "d" / "val.bin", 64, 2, seed=0)
