@@ -1,0 +1,108 @@
+import dataclasses
+
+import pytest
+import torch
+
+from leangpt import checkpoint
+from leangpt.checkpoint import CheckpointError
+from leangpt.cli import run
+from leangpt.config import ConvertConfig, SampleConfig
+from leangpt.convert import convert
+from leangpt.data import DataError
+from leangpt.model import GPT
+from leangpt.sample import sample
+from leangpt.train import train
+from tests.conftest import CORPUS, tiny_config
+
+
+@pytest.fixture
+def trained(tiny_data, tmp_path):
+    out = tmp_path / "run"
+    train(tiny_config(tiny_data, out, max_iters=30, n_headgroup=2), log=lambda _: None)
+    return out
+
+
+def test_sample_from_checkpoint(trained, tmp_path):
+    info = []
+    texts = sample(SampleConfig(out_dir=str(trained), start="First", num_samples=2, max_new_tokens=25, device="cpu"),
+                   out=lambda _: None, info=info.append)
+    assert len(texts) == 2 and all(t.startswith("First") and len(t) == 30 for t in texts)
+    assert set("".join(texts)) <= set(CORPUS)
+    assert "KV cache" in info[0] and "tokens/s" in info[-1]
+    # the KV cache does not change what a seeded sample is
+    plain = sample(SampleConfig(out_dir=str(trained), start="First", num_samples=2, max_new_tokens=25, device="cpu",
+                                kv_cache=False), out=lambda _: None, info=lambda _: None)
+    assert plain == texts
+
+
+def test_sample_prompt_from_file_and_errors(trained, tmp_path, capsys):
+    prompt = tmp_path / "prompt.txt"
+    prompt.write_text("All:\n")
+    texts = sample(SampleConfig(out_dir=str(trained), start=f"FILE:{prompt}", num_samples=1, max_new_tokens=5,
+                                device="cpu"), out=lambda _: None, info=lambda _: None)
+    assert texts[0].startswith("All:\n")
+    with pytest.raises(DataError, match="not in the vocabulary: 'Z'"):
+        sample(SampleConfig(out_dir=str(trained), start="Zed", device="cpu"), out=lambda _: None, info=lambda _: None)
+    assert run("sample", [f"--out_dir={tmp_path / 'nothing'}", "--device=cpu"]) == 2
+    assert "no checkpoint at" in capsys.readouterr().err
+
+
+def test_gqa_checkpoint_round_trip_train_resume_sample(trained, tiny_data):
+    ckpt = checkpoint.load(trained / "ckpt.pt")
+    assert ckpt["model_args"]["n_headgroup"] == 2 and ckpt["iter_num"] == 30
+    result = train(tiny_config(tiny_data, trained, max_iters=40, lr_decay_iters=40, n_headgroup=2, init_from="resume"),
+                   log=lambda _: None)
+    assert result["iter"] == 40
+    texts = sample(SampleConfig(out_dir=str(trained), start="A", num_samples=1, max_new_tokens=10, device="cpu"),
+                   out=lambda _: None, info=lambda _: None)
+    assert len(texts[0]) == 11
+
+
+def mean_pooled_mha_state(state, n_layer, n_head, n_headgroup, n_embd):
+    """The MHA weights with each K and V head replaced by the mean of its group (kept at n_head)."""
+    d = n_embd // n_head
+    out = {k: v.clone() for k, v in state.items()}
+    for i in range(n_layer):
+        for kind in ("weight", "bias"):
+            key = f"transformer.h.{i}.attn.c_attn.{kind}"
+            if key not in out:
+                continue
+            w = out[key]
+            for part in (1, 2):  # k, then v
+                for g in range(n_head // n_headgroup):
+                    heads = [slice(part * n_embd + h * d, part * n_embd + (h + 1) * d)
+                             for h in range(g * n_headgroup, (g + 1) * n_headgroup)]
+                    mean = sum(w[s] for s in heads) / n_headgroup
+                    for s in heads:
+                        w[s] = mean
+    return out
+
+
+def test_convert_mha_to_gqa_matches_mean_pooled_mha(tiny_data, tmp_path):
+    mha_dir = tmp_path / "mha"
+    train(tiny_config(tiny_data, mha_dir, max_iters=20, bias=True), log=lambda _: None)
+    convert(ConvertConfig(in_dir=str(mha_dir), out_dir=str(tmp_path / "gqa"), n_headgroup=2), log=lambda _: None)
+    converted = checkpoint.load(tmp_path / "gqa" / "ckpt.pt")
+    assert converted["optimizer"] is None and converted["iter_num"] == 0
+    gqa = checkpoint.load_model(converted)
+    assert gqa.config.n_headgroup == 2
+
+    mha_ckpt = checkpoint.load(mha_dir / "ckpt.pt")
+    pooled = checkpoint.load_model(mha_ckpt)
+    pooled.load_state_dict(mean_pooled_mha_state(pooled.state_dict(), 2, 4, 2, 32))
+    idx, targets = torch.randint(0, gqa.config.vocab_size, (2, 4, 16))
+    gqa.eval(), pooled.eval()
+    assert abs(gqa(idx, targets)[1].item() - pooled(idx, targets)[1].item()) < 1e-5
+    assert gqa.num_params() < pooled.num_params()
+
+    # uptraining continues from the converted weights with a fresh optimizer
+    result = train(tiny_config(tiny_data, tmp_path / "gqa", max_iters=10, n_headgroup=2, init_from="resume", bias=True),
+                   log=lambda _: None)
+    assert result["iter"] == 10 and result["status"] == "finished"
+
+
+def test_convert_errors(trained, tmp_path, capsys):
+    with pytest.raises(CheckpointError, match="already has n_headgroup=2"):
+        convert(ConvertConfig(in_dir=str(trained), out_dir=str(tmp_path / "x"), n_headgroup=2))
+    assert run("convert", [f"--in_dir={trained}", f"--out_dir={trained}"]) == 2
+    assert "must differ from in_dir" in capsys.readouterr().err

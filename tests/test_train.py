@@ -1,0 +1,166 @@
+import dataclasses
+import math
+import os
+import re
+import signal
+
+import pytest
+import torch
+
+from leangpt import checkpoint
+from leangpt.checkpoint import CheckpointError
+from leangpt.cli import run
+from leangpt.train import TrainingError, get_lr, train
+from tests.conftest import tiny_config
+
+LOSS_LINE = re.compile(r"^(iter \d+: loss [\d.]+|step \d+: train loss [\d.]+, val loss [\d.]+)")
+
+
+def losses(lines):
+    """The numbers a user copies: everything but the timing."""
+    return [m.group(1) for line in lines if (m := LOSS_LINE.match(line))]
+
+
+def run_train(config):
+    lines = []
+    result = train(config, log=lines.append)
+    return result, lines
+
+
+def test_lr_schedule_by_hand():
+    c = tiny_config("d", "o", learning_rate=1.0, min_lr=0.1, warmup_iters=4, lr_decay_iters=14)
+    assert get_lr(0, c) == pytest.approx(1 / 5)
+    assert get_lr(3, c) == pytest.approx(4 / 5)
+    assert get_lr(4, c) == pytest.approx(1.0)
+    assert get_lr(9, c) == pytest.approx(0.1 + 0.5 * (1 + math.cos(math.pi * 0.5)) * 0.9)
+    assert get_lr(14, c) == pytest.approx(0.1) and get_lr(100, c) == 0.1
+    assert get_lr(7, dataclasses.replace(c, decay_lr=False)) == 1.0
+
+
+def test_training_lowers_loss_and_writes_run_files(tiny_data, tmp_path):
+    result, lines = run_train(tiny_config(tiny_data, tmp_path / "out", max_iters=40, lr_decay_iters=40, eval_interval=20))
+    evals = [float(m) for m in re.findall(r"val loss ([\d.]+)", "\n".join(lines))]
+    assert evals[-1] < evals[0] - 0.5
+    assert result["status"] == "finished" and result["iter"] == 40
+    for name in ("ckpt.pt", "best.pt", "config.json", "metrics.jsonl"):
+        assert (tmp_path / "out" / name).is_file()
+    assert any(line.startswith("optimizer state:") for line in lines)
+
+
+@pytest.mark.parametrize("variant", ["adamw", "adamsn", "adafactor", "adam"])
+@pytest.mark.parametrize("n_headgroup", [1, 2])
+def test_resume_is_exact(tiny_data, tmp_path, variant, n_headgroup):
+    base = dict(optimizer_variant=variant, n_headgroup=n_headgroup, dropout=0.1, lr_decay_iters=20,
+                eval_interval=5, always_save_checkpoint=False)
+    _, straight = run_train(tiny_config(tiny_data, tmp_path / "a", max_iters=20, **base))
+    run_train(tiny_config(tiny_data, tmp_path / "b", max_iters=10, **base))
+    _, resumed = run_train(tiny_config(tiny_data, tmp_path / "b", max_iters=20, init_from="resume", **base))
+    # the resumed run starts after the evaluation at iter 10, which the first half already ran
+    straight_after = [line for line in losses(straight) if _iter_of(line) >= 10 and not line.startswith("step 10:")]
+    assert losses(resumed) == straight_after
+    a = checkpoint.load(tmp_path / "a" / "ckpt.pt")["model"]
+    b = checkpoint.load(tmp_path / "b" / "ckpt.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _iter_of(line):
+    return int(re.match(r"\w+ (\d+):", line).group(1))
+
+
+def test_ctrl_c_checkpoints_and_resumes_exactly(tiny_data, tmp_path):
+    config = tiny_config(tiny_data, tmp_path / "a", max_iters=16, eval_interval=4)
+    _, straight = run_train(config)
+
+    lines = []
+
+    def log(line):
+        lines.append(line)
+        if line.startswith("iter 6:"):
+            os.kill(os.getpid(), signal.SIGINT)
+
+    result = train(dataclasses.replace(config, out_dir=str(tmp_path / "b")), log=log)
+    assert result["status"] == "interrupted" and result["iter"] == 7
+    assert checkpoint.load(tmp_path / "b" / "ckpt.pt")["iter_num"] == 7
+    _, resumed = run_train(dataclasses.replace(config, out_dir=str(tmp_path / "b"), init_from="resume"))
+    assert losses(lines) + losses(resumed) == losses(straight)
+
+
+def test_nan_loss_stops_and_keeps_last_checkpoint(tiny_data, tmp_path, monkeypatch):
+    from leangpt.model import GPT
+    forward = GPT.forward
+    calls = {"n": 0}
+
+    def poisoned(self, idx, targets=None, cache=None):
+        logits, loss = forward(self, idx, targets, cache)
+        if self.training:
+            calls["n"] += 1
+            if calls["n"] > 12:
+                loss = loss * float("nan")
+        return logits, loss
+
+    monkeypatch.setattr(GPT, "forward", poisoned)
+    config = tiny_config(tiny_data, tmp_path / "o", max_iters=20, eval_interval=5)
+    with pytest.raises(TrainingError, match="loss is nan at iter 12") as info:
+        train(config, log=lambda _: None)
+    assert "\n" not in str(info.value)
+    assert checkpoint.load(tmp_path / "o" / "ckpt.pt")["iter_num"] == 10
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    path = tmp_path / "ckpt.pt"
+    checkpoint.save_atomic({"model": {}, "model_args": {}, "iter_num": 1}, path)
+
+    def broken_save(obj, f):
+        f.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError):
+        checkpoint.save_atomic({"model": {}, "model_args": {}, "iter_num": 2}, path)
+    monkeypatch.undo()
+    assert checkpoint.load(path)["iter_num"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]
+
+
+def test_bad_checkpoints_are_clear_errors(tiny_data, tmp_path, capsys):
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "ckpt.pt").write_bytes(b"not a checkpoint")
+    argv = [f"--out_dir={out}", f"--data_dir={tiny_data}", "--dataset=tiny", "--init_from=resume",
+            "--device=cpu", "--compile=False", "--n_layer=1", "--n_head=2", "--n_embd=16", "--block_size=8"]
+    assert run("train", argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "is not a readable checkpoint" in err and "\n" not in err
+    assert run("train", [a.replace(str(out), str(tmp_path / "none")) for a in argv]) == 2
+    assert "no checkpoint at" in capsys.readouterr().err
+    torch.save({"model": {"x": torch.zeros(1)}, "model_args": {"n_layer": 1, "n_head": 2, "n_embd": 16,
+                                                               "block_size": 8, "vocab_size": 7}}, out / "ckpt.pt")
+    assert run("train", argv) == 2
+    assert "vocab_size=7" in capsys.readouterr().err
+
+
+def test_missing_dataset_is_clear(tmp_path, capsys):
+    assert run("train", [f"--data_dir={tmp_path}", "--dataset=shakespeare_char", "--device=cpu"]) == 2
+    assert "python data/shakespeare_char/prepare.py" in capsys.readouterr().err
+
+
+def test_unknown_key_from_cli_is_one_line(capsys):
+    assert run("train", ["--n_layr=4"]) == 2
+    assert capsys.readouterr().err.strip() == "error: unknown config key 'n_layr' (from command line); did you mean 'n_layer'?"
+
+
+def test_resume_with_other_optimizer_is_refused(tiny_data, tmp_path):
+    run_train(tiny_config(tiny_data, tmp_path / "o", max_iters=5))
+    with pytest.raises(CheckpointError, match="resume with --optimizer_variant=adamw"):
+        run_train(tiny_config(tiny_data, tmp_path / "o", max_iters=8, init_from="resume", optimizer_variant="adamsn"))
+
+
+def test_metrics_jsonl_records(tiny_data, tmp_path):
+    from leangpt.metrics import read_metrics
+    result, _ = run_train(tiny_config(tiny_data, tmp_path / "o", max_iters=10, eval_interval=5))
+    records = read_metrics(tmp_path / "o" / "metrics.jsonl")
+    kinds = [r["kind"] for r in records]
+    assert kinds.count("eval") == 3 and kinds.count("train") == 10 and kinds.count("memory") == 1
+    assert records[-1]["kind"] == "end" and records[-1]["status"] == "finished"
+    last_eval = [r for r in records if r["kind"] == "eval"][-1]
+    assert last_eval["val_loss"] == result["val_loss"]
