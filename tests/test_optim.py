@@ -233,3 +233,22 @@ def test_closure_and_none_grads(cls):
 
     loss = opt.step(closure)
     assert loss is not None and torch.equal(b, b_before) and b not in opt.state
+
+
+def test_adafactor_equals_torch_where_eps1_clamps():
+    """Zero rows and columns (an unused embedding row, say) drive V_hat below eps1^2."""
+    ours, ref = make_params([(6, 5), (4,)]), make_params([(6, 5), (4,)])
+    opt = Adafactor(ours, lr=1e-2)
+    ref_opt = torch.optim.Adafactor(ref, lr=1e-2, foreach=False)
+    g = torch.Generator().manual_seed(4)
+    for _ in range(20):
+        grads = [torch.randn(p.shape, generator=g) for p in ours]
+        grads[0][1:3] = 0.0
+        grads[0][:, 2] = 0.0
+        grads[1][0] = 0.0
+        for a, b, gr in zip(ours, ref, grads):
+            a.grad, b.grad = gr.clone(), gr.clone()
+        opt.step()
+        ref_opt.step()
+    for a, b in zip(ours, ref):
+        assert torch.allclose(a, b, rtol=1e-6, atol=1e-7), (a - b).abs().max()

@@ -85,22 +85,32 @@ class Adafactor(Optimizer):
         params32 = [p if p.dtype == torch.float32 else p.float() for p in params]
         grads = [p.grad.float() for p in params]
 
-        updates = []
-        for p, g, state in zip(params, grads, states):
-            # the clamp floor: eps1 squared, since the clamp acts before the square root
-            floor = (torch.finfo(torch.float32).eps if eps1 is None else eps1) ** 2
+        # the clamp floor: eps1 squared, since the clamp acts before the square root
+        floor = (torch.finfo(torch.float32).eps if eps1 is None else eps1) ** 2
+        factors, lowest = [], []
+        for g, state in zip(grads, states):
             one_minus_beta2 = state["step"] ** group["decay_rate"]
+            g_sq = g * g  # reduced twice below: cheaper than two strided norms of g
             if g.dim() >= 2:
-                row_mean = torch.linalg.vector_norm(g, dim=-1, keepdim=True).square_().div_(g.size(-1))
-                col_mean = torch.linalg.vector_norm(g, dim=-2, keepdim=True).square_().div_(g.size(-2))
-                state["row_var"].lerp_(row_mean, one_minus_beta2)
-                state["col_var"].lerp_(col_mean, one_minus_beta2)
-                v_hat = state["row_var"] @ state["col_var"]
-                v_hat.div_(state["row_var"].mean(dim=-2, keepdim=True).clamp_(min=floor ** 0.5))
+                row_var, col_var = state["row_var"], state["col_var"]
+                row_var.lerp_(g_sq.sum(dim=-1, keepdim=True).div_(g.size(-1)), one_minus_beta2)
+                col_var.lerp_(g_sq.sum(dim=-2, keepdim=True).div_(g.size(-2)), one_minus_beta2)
+                scaled_rows = row_var / row_var.mean(dim=-2, keepdim=True).clamp_(min=floor ** 0.5)
+                factors.append((scaled_rows, col_var))
+                lowest.append(scaled_rows.amin() * col_var.amin())
             else:
-                state["variance"].lerp_(g * g, one_minus_beta2)
-                v_hat = state["variance"].clone()
-            updates.append(v_hat.clamp_(min=floor).rsqrt_().mul_(g))
+                state["variance"].lerp_(g_sq, one_minus_beta2)
+                factors.append((state["variance"], None))
+        clamp_needed = iter((torch.stack(lowest) < floor).tolist() if lowest else [])
+
+        updates = []
+        for g, (rows, cols) in zip(grads, factors):
+            if cols is None:
+                updates.append(rows.clamp(min=floor).rsqrt_().mul_(g))
+            elif next(clamp_needed):  # V_hat = R C / mean(R) has entries below eps1^2: clamp them
+                updates.append((rows * cols).clamp_(min=floor).rsqrt_().mul_(g))
+            else:  # no entry needs the clamp: 1/sqrt(V_hat) factors too, so V_hat is never built
+                updates.append((g * rows.rsqrt()).mul_(cols.rsqrt()))
 
         # every per-parameter scalar at once: one host sync per group instead of two per parameter
         numels = torch.tensor([p.numel() for p in params], dtype=torch.float32)
@@ -115,12 +125,14 @@ class Adafactor(Optimizer):
 
         if wd != 0:
             torch._foreach_mul_(params32, 1 - lr * wd)
-        torch._foreach_mul_(updates, (1.0 / clip).tolist())
-        if beta1 is not None:
+        if beta1 is None:
+            torch._foreach_mul_(updates, (-alpha / clip).tolist())
+        else:
+            torch._foreach_mul_(updates, (1.0 / clip).tolist())
             exp_avgs = [s["exp_avg"] for s in states]
             torch._foreach_lerp_(exp_avgs, updates, 1 - beta1)
-            updates = exp_avgs
-        torch._foreach_add_(params32, torch._foreach_mul(updates, (-alpha).tolist()))
+            updates = torch._foreach_mul(exp_avgs, (-alpha).tolist())
+        torch._foreach_add_(params32, updates)
         for p, p32 in zip(params, params32):
             if p32 is not p:
                 p.copy_(p32)

@@ -90,9 +90,7 @@ class AdamSN(Optimizer):
             torch._foreach_mul_(v_full, beta2)
             torch._foreach_addcmul_(v_full, g_full, g_full, value=1 - beta2)
         if subset:
-            # one read of g per matrix; the (n, 1) / (1, m) results are tiny
-            sums = [torch.linalg.vector_norm(grads[i], dim=subset_dim(grads[i].shape), keepdim=True).square_()
-                    for i in subset]
+            sums = [grads[i].square().sum(dim=subset_dim(grads[i].shape), keepdim=True) for i in subset]
             v_subset = [exp_avg_sqs[i] for i in subset]
             torch._foreach_mul_(v_subset, beta2)
             torch._foreach_add_(v_subset, sums, alpha=1 - beta2)
