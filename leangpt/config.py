@@ -212,23 +212,29 @@ def _validate_device(device: str) -> None:
 C = TypeVar("C")
 
 
-def parse_config(cls: type[C], argv: list[str]) -> C:
-    """Build `cls` from nanoGPT-style arguments: config files (no `--`) then `--key=value`."""
-    values: dict[str, Any] = {}
+def parse_config(cls: type[C], argv: list[str], preset: dict[str, Any] | None = None) -> C:
+    """Build `cls` from nanoGPT-style arguments: config files (no `--`) then `--key=value`.
+
+    `preset` holds values already read (from a file the caller parsed itself); argv overrides them.
+    """
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for key, value in (preset or {}).items():
+        check_known(key, fields, source="config file")
+        values[key] = coerce(key, value, hints[key])
     for arg in argv:
         if not arg.startswith("--"):
-            for key, value in _read_config_file(arg).items():
-                _check_known(key, fields, source=arg)
-                values[key] = _coerce(key, value, hints[key])
+            for key, value in read_config_file(arg).items():
+                check_known(key, fields, source=arg)
+                values[key] = coerce(key, value, hints[key])
             continue
         body = arg[2:]
         if "=" not in body:
             raise ConfigError(f"argument {arg!r} must look like --key=value")
         key, text = body.split("=", 1)
-        _check_known(key, fields, source="command line")
-        values[key] = _coerce(key, text, hints[key], from_text=True)
+        check_known(key, fields, source="command line")
+        values[key] = coerce(key, text, hints[key], from_text=True)
     config = cls(**values)
     config.validate()
     return config
@@ -238,12 +244,13 @@ def config_from_dict(cls: type[C], values: dict[str, Any]) -> C:
     """Rebuild a config saved by `dataclasses.asdict`, ignoring keys this version doesn't know."""
     known = {f.name for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
-    config = cls(**{k: _coerce(k, v, hints[k]) for k, v in values.items() if k in known})
+    config = cls(**{k: coerce(k, v, hints[k]) for k, v in values.items() if k in known})
     config.validate()
     return config
 
 
-def _read_config_file(path: str) -> dict[str, Any]:
+def read_config_file(path: str) -> dict[str, Any]:
+    """The assignments of a config file (names starting with _ and imported modules left out)."""
     file = Path(path)
     if not file.is_file():
         raise ConfigError(f"config file {path!r} not found (arguments without -- are config files)")
@@ -256,7 +263,7 @@ def _read_config_file(path: str) -> dict[str, Any]:
             if not k.startswith("_") and not isinstance(v, (types.ModuleType, types.FunctionType, type))}
 
 
-def _check_known(key: str, fields: dict, source: str) -> None:
+def check_known(key: str, fields, source: str) -> None:
     if key in fields:
         return
     close = difflib.get_close_matches(key, list(fields), n=1)
@@ -268,7 +275,7 @@ _TRUE = {"true", "1", "yes"}
 _FALSE = {"false", "0", "no"}
 
 
-def _coerce(key: str, value: Any, annotation: Any, from_text: bool = False) -> Any:
+def coerce(key: str, value: Any, annotation: Any, from_text: bool = False) -> Any:
     """Convert `value` to `annotation`; text from the command line is parsed, not evaluated."""
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
@@ -276,7 +283,7 @@ def _coerce(key: str, value: Any, annotation: Any, from_text: bool = False) -> A
         inner = [a for a in args if a is not type(None)]
         if value is None or (from_text and str(value) in ("None", "none", "null")):
             return None
-        return _coerce(key, value, inner[0], from_text)
+        return coerce(key, value, inner[0], from_text)
     if origin is Literal:
         if value not in args:
             allowed = ", ".join(str(a) for a in args)

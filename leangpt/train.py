@@ -13,6 +13,7 @@ import math
 import os
 import signal
 import statistics
+import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -131,7 +132,16 @@ def _model_config(config: TrainConfig, vocab_size: int) -> GPTConfig:
                      n_headgroup=config.n_headgroup, attn_impl=config.attn_impl)
 
 
-def _format_duration(seconds: float) -> str:
+def peak_memory_bytes(device_type: str) -> int:
+    """The peak memory of this process: CUDA allocations on a GPU, max RSS elsewhere."""
+    if device_type == "cuda":
+        return torch.cuda.max_memory_allocated()
+    import resource
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss if sys.platform == "darwin" else rss * 1024  # bytes on macOS, KiB on Linux
+
+
+def format_duration(seconds: float) -> str:
     seconds = int(seconds)
     h, rest = divmod(seconds, 3600)
     m, s = divmod(rest, 60)
@@ -257,6 +267,7 @@ def _train(config: TrainConfig, dist: Distributed, device: str, log) -> dict:
 
     # ---------------------------------------------------------------- the loop
     result = {"status": "finished", "train_loss": None, "val_loss": None, "iter": iter_num}
+    all_ms: list[float] = []
     recent_ms: list[float] = []
     memory_reported = False
     started = time.time()
@@ -308,7 +319,8 @@ def _train(config: TrainConfig, dist: Distributed, device: str, log) -> dict:
             optimizer.zero_grad(set_to_none=True)
             dt_ms = (time.perf_counter() - t0) * 1000
             iter_num += 1
-            recent_ms = (recent_ms + [dt_ms])[-50:]
+            all_ms.append(dt_ms)
+            recent_ms = all_ms[-50:]
 
             if not memory_reported:
                 memory_reported = True
@@ -327,7 +339,7 @@ def _train(config: TrainConfig, dist: Distributed, device: str, log) -> dict:
                 loss_value = dist.mean(loss_value, runtime.device)
                 eta = statistics.median(recent_ms) / 1000 * (config.max_iters - iter_num)
                 log(f"iter {iter_num - 1}: loss {loss_value:.4f}, time {dt_ms:.2f}ms, "
-                    f"lr {lr:.2e}, eta {_format_duration(eta)}")
+                    f"lr {lr:.2e}, eta {format_duration(eta)}")
                 if metrics:
                     metrics.log({"kind": "train", "iter": iter_num - 1, "loss": loss_value, "lr": lr,
                                  "ms": dt_ms, "tokens_per_s": tokens_per_iter / (dt_ms / 1000)})
@@ -340,9 +352,12 @@ def _train(config: TrainConfig, dist: Distributed, device: str, log) -> dict:
                 break
 
     result.update(iter=iter_num, wall_s=time.time() - started, best_val_loss=best_val_loss,
-                  median_ms_per_iter=statistics.median(recent_ms) if recent_ms else None)
+                  median_ms_per_iter=statistics.median(all_ms) if all_ms else None,
+                  peak_memory_bytes=peak_memory_bytes(runtime.device_type))
     if metrics:
         metrics.log({"kind": "end", "iter": iter_num, "status": result["status"], "wall_s": result["wall_s"],
-                     "median_ms_per_iter": result["median_ms_per_iter"]})
+                     "median_ms_per_iter": result["median_ms_per_iter"],
+                     "tokens_per_s": tokens_per_iter / result["median_ms_per_iter"] * 1000 if all_ms else None,
+                     "peak_memory_bytes": result["peak_memory_bytes"]})
         metrics.close()
     return result

@@ -1,0 +1,206 @@
+"""A sweep's results, rebuilt from its runs' files: results.csv/json, report.md and PNG plots.
+
+Everything comes from what the runs wrote (config.json, metrics.jsonl, run.json, sample.txt),
+so `leangpt report SWEEP_DIR` gives the same report as the sweep itself, without training.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import statistics
+from pathlib import Path
+
+from .config import LeanGPTError
+from .fileio import atomic_write_bytes, atomic_write_json
+from .metrics import read_metrics
+
+MODEL_KEYS = ("block_size", "n_layer", "n_head", "n_headgroup", "n_embd", "dropout", "bias", "attn_impl")
+TRAIN_KEYS = ("optimizer_variant", "learning_rate", "min_lr", "max_iters", "lr_decay_iters", "warmup_iters",
+              "batch_size", "gradient_accumulation_steps", "weight_decay", "beta1", "beta2", "grad_clip",
+              "eval_iters", "seed", "device", "dtype")
+OPTIMIZER_KEYS = {"adamsn": ("adamsn_params",),
+                  "adafactor": ("adafactor_relative_step", "adafactor_scale_parameter", "adafactor_beta1",
+                                "adafactor_decay_rate", "adafactor_eps2", "adafactor_clip_threshold")}
+COLUMNS = ("name", "status", "iter", "train_loss", "val_loss", "best_val_loss", "best_iter", "params",
+           "optimizer_state_bytes", "optimizer_state_vs_adamw", "kv_cache_bytes_per_token", "peak_memory_bytes",
+           "ms_per_iter", "tokens_per_s", "wall_s", "error")
+
+
+def collect_run(run_dir: Path) -> dict:
+    """One run's numbers. A resumed run's metrics hold repeated iterations: the last record wins."""
+    status = _read_json(run_dir / "run.json")
+    config = _read_json(run_dir / "config.json")
+    records = read_metrics(run_dir / "metrics.jsonl") if (run_dir / "metrics.jsonl").is_file() else []
+    latest = {}
+    for r in records:
+        latest[(r.get("kind"), r.get("iter"))] = r
+    evals = sorted((r for (k, _), r in latest.items() if k == "eval"), key=lambda r: r["iter"])
+    trains = [r for (k, _), r in latest.items() if k == "train"]
+    memory = next((r for (k, _), r in latest.items() if k == "memory"), {})
+    ends = [r for r in records if r.get("kind") == "end"]
+    row = {"name": run_dir.name, "status": status.get("status", "unknown"), "overrides": status.get("overrides", {}),
+           "error": status.get("error", ""), "config": config, "curve": [(r["iter"], r["val_loss"]) for r in evals]}
+    if evals:
+        best = min(evals, key=lambda r: r["val_loss"])
+        row.update(iter=evals[-1]["iter"], train_loss=evals[-1]["train_loss"], val_loss=evals[-1]["val_loss"],
+                   best_val_loss=best["val_loss"], best_iter=best["iter"])
+    if memory:
+        row.update(params=memory["params"], optimizer_state_bytes=memory["optimizer_state_bytes"],
+                   optimizer_state_vs_adamw=memory["optimizer_state_ratio"],
+                   kv_cache_bytes_per_token=memory["kv_cache_bytes_per_token"])
+    if trains:
+        row["ms_per_iter"] = statistics.median(r["ms"] for r in trains)
+        tokens = config.get("batch_size", 0) * config.get("block_size", 0) * config.get("gradient_accumulation_steps", 1)
+        row["tokens_per_s"] = tokens / row["ms_per_iter"] * 1000
+    if ends:
+        row["wall_s"] = sum(r.get("wall_s") or 0 for r in ends)
+        peaks = [r["peak_memory_bytes"] for r in ends if r.get("peak_memory_bytes")]
+        row["peak_memory_bytes"] = max(peaks) if peaks else None
+    sample = run_dir / "sample.txt"
+    row["sample"] = sample.read_text() if sample.is_file() else ""
+    return row
+
+
+def collect(sweep_dir: Path) -> list[dict]:
+    runs_dir = sweep_dir / "runs"
+    if not runs_dir.is_dir():
+        raise LeanGPTError(f"{sweep_dir} is not a sweep directory (no runs/ in it)")
+    plan = _read_json(sweep_dir / "sweep.json").get("runs")
+    names = [r["name"] for r in plan] if plan else sorted(p.name for p in runs_dir.iterdir() if p.is_dir())
+    return [collect_run(runs_dir / name) for name in names if (runs_dir / name).is_dir()]
+
+
+def write_report(sweep_dir: Path) -> Path:
+    rows = collect(sweep_dir)
+    grid_keys = list(dict.fromkeys(k for r in rows for k in r["overrides"]))
+    table = [{**{k: r.get(k) for k in COLUMNS}, **{k: r["overrides"].get(k) for k in grid_keys}} for r in rows]
+    _write_csv(sweep_dir / "results.csv", table, ["name", *grid_keys, *COLUMNS[1:]])
+    atomic_write_json(sweep_dir / "results.json", [{k: v for k, v in r.items()} for r in rows])
+    plots = _plots(sweep_dir, rows)
+    path = sweep_dir / "report.md"
+    atomic_write_bytes(path, _markdown(sweep_dir, rows, grid_keys, plots).encode("utf-8"))
+    return path
+
+
+def _markdown(sweep_dir: Path, rows: list[dict], grid_keys: list[str], plots: list[str] | str) -> str:
+    out = [f"# Sweep report: {sweep_dir}", ""]
+    out += ["Every number below was read from the runs' metrics.jsonl; rebuild with "
+            f"`leangpt report {sweep_dir}`.", ""]
+    for r in rows:
+        c = r["config"]
+        out += [f"## {r['name']}", "", f"Status: {r['status']}" + (f" ({r['error']})" if r["error"] else ""), ""]
+        if c:
+            model = ", ".join(f"{k}={c.get(k)}" for k in MODEL_KEYS)
+            keys = TRAIN_KEYS + OPTIMIZER_KEYS.get(c.get("optimizer_variant"), ())
+            training = ", ".join(f"{k}={c.get(k)}" for k in keys)
+            out += [f"- Model: {model}, n_kv_head={c['n_head'] // c['n_headgroup']}, params={_num(r.get('params'))}",
+                    f"- Training: {training}"]
+        if r.get("val_loss") is not None:
+            out += [f"- Final losses: `step {r['iter']}: train loss {r['train_loss']:.4f}, val loss {r['val_loss']:.4f}`"
+                    f" (best val {r['best_val_loss']:.4f} at step {r['best_iter']})"]
+        if r["sample"]:
+            out += ["- Sample (seed 1337, prompt newline, 300 tokens):", "", "```", r["sample"].strip("\n"), "```"]
+        out.append("")
+    out += ["## Comparison", "", _comparison(rows, grid_keys), ""]
+    if isinstance(plots, str):
+        out += [plots, ""]
+    else:
+        out += [f"![{p}]({p})" for p in plots] + [""]
+    return "\n".join(out)
+
+
+def _comparison(rows: list[dict], grid_keys: list[str]) -> str:
+    reference = next((r for r in rows if r.get("val_loss") is not None), None)
+    head = [*grid_keys, "val loss", "Δ val vs first", "best val", "params", "optimizer state",
+            "state vs AdamW", "KV cache B/token", "peak RSS/alloc", "ms/iter", "tokens/s", "wall"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        if r.get("val_loss") is None:
+            cells = [str(r["overrides"].get(k)) for k in grid_keys] + [r["status"]] + [""] * (len(head) - len(grid_keys) - 1)
+        else:
+            cells = [str(r["overrides"].get(k)) for k in grid_keys] + [
+                f"{r['val_loss']:.4f}", f"{r['val_loss'] - reference['val_loss']:+.4f}", f"{r['best_val_loss']:.4f}",
+                _num(r.get("params")), _bytes(r.get("optimizer_state_bytes")),
+                f"{r['optimizer_state_vs_adamw']:.3f}x" if r.get("optimizer_state_vs_adamw") else "",
+                _num(r.get("kv_cache_bytes_per_token")), _bytes(r.get("peak_memory_bytes")),
+                f"{r['ms_per_iter']:.1f}" if r.get("ms_per_iter") else "",
+                f"{r['tokens_per_s']:,.0f}" if r.get("tokens_per_s") else "",
+                f"{r['wall_s']:.0f}s" if r.get("wall_s") else ""]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _plots(sweep_dir: Path, rows: list[dict]) -> list[str] | str:
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "(plots skipped: matplotlib is not installed; pip install 'leangpt[plots]')"
+    done = [r for r in rows if r.get("val_loss") is not None]
+    written = []
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for r in done:
+        its, losses = zip(*r["curve"])
+        ax.plot(its, losses, marker="o", markersize=3, label=r["name"])
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("val loss")
+    ax.set_title("Validation loss")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    _save(fig, sweep_dir / "val_loss.png", plt)
+    written.append("val_loss.png")
+
+    for key, label, name in (("optimizer_state_bytes", "optimizer state (MiB)", "val_loss_vs_optimizer_state.png"),
+                             ("kv_cache_bytes_per_token", "KV cache (bytes/token)", "val_loss_vs_kv_cache.png")):
+        fig, ax = plt.subplots(figsize=(6, 4))
+        scale = 2**20 if key == "optimizer_state_bytes" else 1
+        for r in done:
+            if r.get(key) is None:
+                continue
+            ax.scatter(r[key] / scale, r["val_loss"])
+            ax.annotate(r["name"], (r[key] / scale, r["val_loss"]), fontsize=6, xytext=(3, 3),
+                        textcoords="offset points")
+        ax.set_xlabel(label)
+        ax.set_ylabel("final val loss")
+        ax.grid(alpha=0.3)
+        _save(fig, sweep_dir / name, plt)
+        written.append(name)
+    return written
+
+
+def _save(fig, path: Path, plt) -> None:
+    import io
+    buffer = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="png", dpi=120)
+    plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def _write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
+    import io
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_bytes(path, buffer.getvalue().encode("utf-8"))
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def _num(n) -> str:
+    return f"{n:,}" if isinstance(n, int) else ""
+
+
+def _bytes(n) -> str:
+    if not n:
+        return ""
+    return f"{n / 2**20:.2f} MiB" if n >= 2**20 else f"{n / 1024:.1f} KiB"

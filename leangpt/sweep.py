@@ -1,0 +1,239 @@
+"""Sweeps: every combination of a grid trained as its own run, then one report.
+
+    leangpt sweep CONFIG.py [--grid=KEY=V1,V2,...]... [--key=value ...] [--sweep_dir=DIR]
+
+A config file may hold, besides training keys, `grid = {"key": [values]}` (crossed) and
+`variants = [{"key": value, ...}, ...]` (runs that set several keys together, such as an
+optimizer with its tuned learning rate); the runs are variants x grid. Each run trains in its
+own process, from a config file written into its directory (runs/NAME/run_config.py, runnable
+by hand with train.py), so that a crash ends one run, not the sweep. Re-running the same command
+skips finished runs and resumes an interrupted one from its checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import typing
+from pathlib import Path
+
+from .config import (ConfigError, LeanGPTError, SampleConfig, TrainConfig, check_known, coerce, parse_config,
+                     read_config_file)
+from .fileio import atomic_write_json
+from .train import format_duration
+
+SWEEP_KEYS = ("grid", "variants", "sweep_dir")
+
+
+@dataclasses.dataclass
+class Run:
+    name: str
+    overrides: dict  # what differs from the base config
+    config: TrainConfig
+
+    @property
+    def dir(self) -> Path:
+        return Path(self.config.out_dir)
+
+
+def parse_sweep_args(argv: list[str]) -> tuple[TrainConfig, list[dict], Path]:
+    """Base config, the list of per-run overrides, and the sweep directory; all validated."""
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    hints = typing.get_type_hints(TrainConfig)
+    base_args, file_values, grid, variants, sweep_dir, files = [], {}, {}, [{}], None, []
+    for arg in argv:
+        if not arg.startswith("--"):
+            values = read_config_file(arg)
+            grid.update({k: list(v) if isinstance(v, (list, tuple)) else v for k, v in values.pop("grid", {}).items()})
+            variants = values.pop("variants", None) or variants
+            sweep_dir = values.pop("sweep_dir", sweep_dir)
+            files.append(arg)
+            file_values.update(values)
+        elif arg.startswith("--grid="):
+            body = arg[len("--grid="):]
+            if "=" not in body:
+                raise ConfigError(f"{arg!r} must look like --grid=KEY=V1,V2,...")
+            key, text = body.split("=", 1)
+            values = [v for v in text.split(",")]
+            if not text or any(v.strip() == "" for v in values):
+                raise ConfigError(f"--grid={key}: give one or more comma-separated values, none empty")
+            grid[key] = [coerce(key, v.strip(), hints[key], from_text=True) if key in hints else v for v in values]
+        elif arg.startswith("--sweep_dir="):
+            sweep_dir = arg.split("=", 1)[1]
+        else:
+            base_args.append(arg)
+    for key, values in grid.items():
+        check_known(key, fields, source="grid")
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"grid key {key!r} needs a non-empty list of values")
+        grid[key] = [coerce(key, v, hints[key]) for v in values]
+    for variant in variants:
+        for key, value in variant.items():
+            check_known(key, fields, source="variants")
+            variant[key] = coerce(key, value, hints[key])
+    base = parse_config(TrainConfig, base_args, preset=file_values)
+    if sweep_dir is None:
+        stem = Path(files[-1]).stem if files else "sweep"
+        sweep_dir = f"sweeps/{stem}"
+    keys = list(grid)
+    combos = [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
+    runs = [{**variant, **combo} for variant in variants for combo in combos]
+    if not any(runs):
+        raise ConfigError("the sweep has no grid: give --grid=KEY=V1,V2 or grid/variants in the config file")
+    return base, runs, Path(sweep_dir)
+
+
+def run_name(overrides: dict) -> str:
+    parts = [f"{k}={v}" for k, v in overrides.items()]
+    return re.sub(r"[^A-Za-z0-9_.=,+-]", "_", ",".join(parts)) or "base"
+
+
+def plan(base: TrainConfig, overrides: list[dict], sweep_dir: Path) -> list[Run]:
+    runs = []
+    for o in overrides:
+        name = run_name(o)
+        try:
+            config = dataclasses.replace(base, **o, out_dir=str(sweep_dir / "runs" / name), init_from="scratch")
+            config.validate()
+        except ConfigError as exc:
+            raise ConfigError(f"run {name}: {exc}") from None
+        runs.append(Run(name, o, config))
+    names = [r.name for r in runs]
+    if len(set(names)) != len(names):
+        raise ConfigError("two runs of the sweep have the same settings; remove the duplicate values")
+    return runs
+
+
+def write_run_config(config: TrainConfig, path: Path) -> None:
+    lines = ["# written by leangpt sweep; rerun this one run with: python train.py " + str(path)]
+    lines += [f"{f.name} = {getattr(config, f.name)!r}" for f in dataclasses.fields(config)]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def read_status(run: Run) -> dict:
+    try:
+        return json.loads((run.dir / "run.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+class Progress:
+    """One updating line on a terminal; plain lines otherwise (logs, CI)."""
+
+    def __init__(self, total_runs: int, stream=sys.stdout):
+        self.total, self.stream = total_runs, stream
+        self.tty = stream.isatty()
+        self.started = time.time()
+        self.iters_done = 0  # iterations trained in this sweep invocation, for the ETA
+        self.iters_left = 0
+
+    def line(self, text: str) -> None:
+        if self.tty:
+            self.stream.write("\r\033[K")
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def update(self, index: int, name: str, it: int, max_iters: int) -> None:
+        if not self.tty:
+            return
+        elapsed = time.time() - self.started
+        rate = elapsed / self.iters_done if self.iters_done else None
+        eta = format_duration(rate * (self.iters_left - it)) if rate else "?"
+        self.stream.write(f"\r\033[K[{index}/{self.total}] {name[:48]} iter {it}/{max_iters} | sweep ETA {eta}")
+        self.stream.flush()
+
+
+def execute(run: Run, index: int, progress: Progress) -> str:
+    """Train one run in a child process; returns its final status."""
+    run.dir.mkdir(parents=True, exist_ok=True)
+    status = read_status(run)
+    resume = (run.dir / "ckpt.pt").is_file() and status.get("status") in ("running", "interrupted")
+    if not resume:  # a fresh start: drop any half-written metrics of an earlier attempt
+        (run.dir / "metrics.jsonl").unlink(missing_ok=True)
+    config_path = run.dir / "run_config.py"
+    write_run_config(run.config, config_path)
+    atomic_write_json(run.dir / "run.json", {"status": "running", "overrides": run.overrides, "started": time.time()})
+    cmd = [sys.executable, "-m", "leangpt", "train", str(config_path)] + (["--init_from=resume"] if resume else [])
+    progress.line(f"[{index}/{progress.total}] {run.name}: {'resuming' if resume else 'training'}")
+    with open(run.dir / "stderr.log", "w") as err:
+        child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True, bufsize=1,
+                                 env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        last_it = None
+        with open(run.dir / "stdout.log", "w") as out:
+            for line in child.stdout:
+                out.write(line)
+                m = re.match(r"iter (\d+):", line)
+                if m:
+                    it = int(m.group(1)) + 1
+                    progress.iters_done += it - (it - 1 if last_it is None else last_it)
+                    last_it = it
+                    progress.update(index, run.name, it, run.config.max_iters)
+                elif line.startswith("step ") and not progress.tty:
+                    progress.line(f"    {line.strip()}")
+        code = child.wait()
+    progress.iters_left -= run.config.max_iters
+    if code == 0:
+        final = {"status": "finished"}
+    elif code == 130:
+        final = {"status": "interrupted"}
+    else:
+        lines = (run.dir / "stderr.log").read_text().strip().splitlines()
+        final = {"status": "failed", "error": lines[-1] if lines else f"exit status {code}"}
+    atomic_write_json(run.dir / "run.json", {**final, "overrides": run.overrides})
+    if final["status"] == "finished":
+        write_sample(run)
+    progress.line(f"[{index}/{progress.total}] {run.name}: {final['status']}"
+                  + (f" ({final['error']})" if "error" in final else ""))
+    return final["status"]
+
+
+def write_sample(run: Run, max_new_tokens: int = 300) -> None:
+    """One sample per run from a fixed seed and prompt, so runs compare like for like."""
+    from .sample import sample
+    config = SampleConfig(out_dir=str(run.dir), num_samples=1, max_new_tokens=max_new_tokens, seed=1337,
+                          start="\n", device="cpu" if run.config.device == "auto" else run.config.device,
+                          data_dir=run.config.data_dir)
+    text = sample(config, out=lambda _: None, info=lambda _: None)[0]
+    (run.dir / "sample.txt").write_text(text)
+
+
+def sweep(argv: list[str]) -> Path:
+    base, overrides, sweep_dir = parse_sweep_args(argv)
+    runs = plan(base, overrides, sweep_dir)
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(sweep_dir / "sweep.json", {"argv": argv, "base": dataclasses.asdict(base),
+                                                 "runs": [{"name": r.name, "overrides": r.overrides} for r in runs]})
+    progress = Progress(len(runs))
+    todo = [r for r in runs if read_status(r).get("status") != "finished"]
+    progress.line(f"sweep {sweep_dir}: {len(runs)} runs, {len(runs) - len(todo)} already finished")
+    progress.iters_left = sum(r.config.max_iters for r in todo)
+    for index, run in enumerate(runs, start=1):
+        if run not in todo:
+            continue
+        if execute(run, index, progress) == "interrupted":
+            progress.line("sweep interrupted; run the same command again to resume")
+            raise KeyboardInterrupt
+    from .report import write_report
+    write_report(sweep_dir)
+    progress.line(f"report: {sweep_dir / 'report.md'} (took {format_duration(time.time() - progress.started)})")
+    return sweep_dir
+
+
+def sweep_main(argv: list[str]) -> int:
+    sweep(argv)
+    return 0
+
+
+def report_main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        raise LeanGPTError("usage: leangpt report SWEEP_DIR")
+    from .report import write_report
+    path = write_report(Path(argv[0]))
+    print(f"report: {path}")
+    return 0
