@@ -55,7 +55,7 @@ def parse_sweep_args(argv: list[str]) -> tuple[TrainConfig, list[dict], Path]:
             sweep_dir = values.pop("sweep_dir", sweep_dir)
             files.append(arg)
             file_values.update(values)
-        elif arg.startswith("--grid="):
+        elif arg == "--grid" or arg.startswith("--grid="):
             body = arg[len("--grid="):]
             if "=" not in body:
                 raise ConfigError(f"{arg!r} must look like --grid=KEY=V1,V2,...")

@@ -1,0 +1,105 @@
+import csv
+import json
+import os
+
+import pytest
+
+from leangpt.cli import run
+from leangpt.config import ConfigError
+from leangpt.report import collect, write_report
+from leangpt.sweep import sweep
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture
+def base_file(tiny_data, tmp_path):
+    path = tmp_path / "base.py"
+    path.write_text(
+        f"data_dir = {str(tiny_data)!r}\ndataset = 'tiny'\ndevice = 'cpu'\ncompile = False\n"
+        "n_layer = 1\nn_head = 2\nn_embd = 16\nblock_size = 16\nbatch_size = 4\n"
+        "gradient_accumulation_steps = 1\nmax_iters = 6\nlr_decay_iters = 6\nwarmup_iters = 1\n"
+        "eval_interval = 3\neval_iters = 2\nlog_interval = 1\nlearning_rate = 3e-3\nmin_lr = 3e-4\n"
+        "grid = {'n_headgroup': [1, 2]}\n")
+    return path
+
+
+def test_grid_sweep_writes_every_file(base_file, tmp_path):
+    out = sweep([str(base_file), "--grid=optimizer_variant=adamw,adamsn", f"--sweep_dir={tmp_path / 'sw'}"])
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert [r["name"] for r in rows] == ["n_headgroup=1,optimizer_variant=adamw", "n_headgroup=1,optimizer_variant=adamsn",
+                                         "n_headgroup=2,optimizer_variant=adamw", "n_headgroup=2,optimizer_variant=adamsn"]
+    for column in ("n_headgroup", "optimizer_variant", "train_loss", "val_loss", "best_val_loss", "params",
+                   "optimizer_state_bytes", "kv_cache_bytes_per_token", "peak_memory_bytes", "ms_per_iter",
+                   "tokens_per_s", "wall_s"):
+        assert all(r[column] != "" for r in rows), column
+    assert all(r["status"] == "finished" and r["iter"] == "6" for r in rows)
+    # GQA halves the KV cache; AdamSN holds less state than AdamW for the same model
+    kv = {r["name"]: int(r["kv_cache_bytes_per_token"]) for r in rows}
+    assert kv["n_headgroup=2,optimizer_variant=adamw"] * 2 == kv["n_headgroup=1,optimizer_variant=adamw"]
+    state = {r["optimizer_variant"] + r["n_headgroup"]: int(r["optimizer_state_bytes"]) for r in rows}
+    assert state["adamsn1"] < state["adamw1"] and state["adamsn2"] < state["adamw2"]
+    # the reported losses are the ones the run printed at its last evaluation
+    printed = open(out / "runs" / rows[0]["name"] / "stdout.log").read()
+    assert f"step 6: train loss {float(rows[0]['train_loss']):.4f}, val loss {float(rows[0]['val_loss']):.4f}" in printed
+    results = json.loads((out / "results.json").read_text())
+    assert len(results) == 4 and all(r["sample"].startswith("\n") and len(r["sample"]) == 301 for r in results)
+    for png in ("val_loss.png", "val_loss_vs_optimizer_state.png", "val_loss_vs_kv_cache.png"):
+        assert (out / png).read_bytes()[:8] == PNG
+    report = (out / "report.md").read_text()
+    assert report.count("- Final losses: `step 6: train loss") == 4 and "## Comparison" in report
+    assert "![val_loss.png](val_loss.png)" in report
+
+    # leangpt report rebuilds the same numbers from the metrics alone
+    before = (out / "results.csv").read_text()
+    for f in ("results.csv", "report.md", "val_loss.png"):
+        (out / f).unlink()
+    assert run("report", [str(out)]) == 0
+    assert (out / "results.csv").read_text() == before and (out / "report.md").read_text() == report
+
+    # re-running the command redoes nothing that finished
+    stamps = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/metrics.jsonl")}
+    sweep([str(base_file), "--grid=optimizer_variant=adamw,adamsn", f"--sweep_dir={tmp_path / 'sw'}"])
+    assert stamps == {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/metrics.jsonl")}
+
+
+def test_interrupted_run_resumes_and_failed_run_is_recorded(base_file, tmp_path):
+    sw = tmp_path / "sw"
+    args = [str(base_file), "--grid=block_size=16,4096", f"--sweep_dir={sw}", "--grid=n_headgroup=1"]
+    sweep(args)
+    rows = {r["name"]: r for r in collect(sw)}
+    failed = rows["n_headgroup=1,block_size=4096"]
+    assert failed["status"] == "failed" and "not more than block_size=4096" in failed["error"]
+    assert rows["n_headgroup=1,block_size=16"]["status"] == "finished"
+    assert "failed (" in (sw / "report.md").read_text()
+
+    # a run stopped mid-way (Ctrl-C writes ckpt.pt and run.json says interrupted) resumes from its checkpoint
+    done = sw / "runs" / "n_headgroup=1,block_size=16"
+    status = json.loads((done / "run.json").read_text())
+    (done / "run.json").write_text(json.dumps({**status, "status": "interrupted"}))
+    sweep(args)
+    assert "resuming with" not in (done / "stdout.log").read_text()  # same architecture: no note
+    assert json.loads((done / "run.json").read_text())["status"] == "finished"
+    records = [json.loads(l) for l in open(done / "metrics.jsonl")]
+    assert sum(r["kind"] == "end" for r in records) == 2  # two attempts, one report row
+    assert collect(sw)[0]["iter"] == 6
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--grid=n_layr=1,2"], "did you mean 'n_layer'"),
+    (["--grid=n_layer="], "none empty"),
+    (["--grid=n_layer=1,,2"], "none empty"),
+    (["--grid=n_layer=one"], "is not an integer"),
+    (["--grid=optimizer_variant=adamw,sgd"], "choose one of"),
+    (["--grid=n_headgroup=3"], "run n_headgroup=3: n_headgroup=3 must divide n_head=2"),
+    (["--grid"], "must look like --grid=KEY=V1,V2"),
+])
+def test_bad_grid_is_an_error_before_any_run(base_file, tmp_path, argv, needle):
+    with pytest.raises(ConfigError, match=needle.replace("(", r"\(")):
+        sweep([str(base_file), *argv, f"--sweep_dir={tmp_path / 'sw'}"])
+    assert not (tmp_path / "sw").exists()
+
+
+def test_report_of_a_non_sweep_dir(tmp_path, capsys):
+    assert run("report", [str(tmp_path)]) == 2
+    assert "is not a sweep directory" in capsys.readouterr().err
