@@ -58,8 +58,40 @@ COMMANDS = {"prepare": _prepare, "train": _train, "sample": _sample, "convert": 
             "sweep": _sweep, "report": _report}
 
 
+CONFIGS = {"prepare": PrepareConfig, "train": TrainConfig, "sample": SampleConfig, "convert": ConvertConfig,
+           "sweep": TrainConfig}
+
+
+def config_help(command: str) -> str:
+    """Every key the command accepts, with its type and default."""
+    import dataclasses
+    import typing
+    cls = CONFIGS[command]
+    hints = typing.get_type_hints(cls)
+    lines = [f"usage: leangpt {command} [CONFIG.py ...] [--key=value ...]", "", "keys (default):"]
+    for f in dataclasses.fields(cls):
+        kind = _type_name(hints[f.name])
+        lines.append(f"  --{f.name}={f.default!r}  ({kind})")
+    if command == "sweep":
+        lines[0] = "usage: leangpt sweep CONFIG.py [--grid=KEY=V1,V2,...]... [--key=value ...] [--sweep_dir=DIR]"
+    return "\n".join(lines)
+
+
+def _type_name(annotation) -> str:
+    import typing
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) is typing.Literal:
+        return "one of " + "|".join(map(str, args))
+    if args:  # Optional[X]
+        return " or ".join("None" if a is type(None) else a.__name__ for a in args)
+    return annotation.__name__
+
+
 def run(command: str, argv: list[str]) -> int:
     """Run a command; user mistakes become one line on stderr and exit status 2."""
+    if command in CONFIGS and any(a in ("-h", "--help") for a in argv):
+        print(config_help(command))
+        return 0
     try:
         return COMMANDS[command](argv) or 0
     except LeanGPTError as exc:

@@ -194,7 +194,9 @@ def _train(config: TrainConfig, dist: Distributed, device: str, log) -> dict:
     model.to(runtime.device)
     model_config = model.config
 
-    optimizer = build_optimizer(model, config)
+    if config.zero and not dist.enabled:
+        raise ConfigError("zero=True shards optimizer state across processes: launch with torchrun and >= 2 processes")
+    optimizer = build_optimizer(model, config, zero=config.zero)
     if ckpt is not None and ckpt.get("optimizer") is not None:
         saved_variant = (ckpt.get("config") or {}).get("optimizer_variant", "adamw")
         if saved_variant != config.optimizer_variant:
@@ -217,7 +219,9 @@ def _train(config: TrainConfig, dist: Distributed, device: str, log) -> dict:
     }
     if ckpt is not None:
         if "rng" in ckpt and "samplers" in ckpt:
-            checkpoint.set_rng_state(ckpt["rng"])
+            per_rank = ckpt.get("rng_per_rank") or [ckpt["rng"]]
+            # each rank continues its own dropout stream when the world size is unchanged
+            checkpoint.set_rng_state(per_rank[dist.rank] if len(per_rank) == dist.world_size else ckpt["rng"])
             for name, sampler in samplers.items():
                 sampler.load_state_dict(ckpt["samplers"][name])
         elif iter_num > 0:
@@ -248,6 +252,13 @@ def _train(config: TrainConfig, dist: Distributed, device: str, log) -> dict:
     kv_bytes = model_config.kv_cache_bytes_per_token(torch.finfo(torch.float32).bits // 8)
 
     def save(path_name: str, eval_done: bool) -> None:
+        """Called on every rank: ZeRO's state and the ranks' RNG states are gathered to rank 0."""
+        rng_per_rank = [checkpoint.rng_state()]
+        if dist.enabled:
+            rng_per_rank = [None] * dist.world_size
+            torch.distributed.all_gather_object(rng_per_rank, checkpoint.rng_state())
+        if config.zero:
+            optimizer.consolidate_state_dict(to=0)
         if not dist.master:
             return
         payload = {
@@ -259,7 +270,8 @@ def _train(config: TrainConfig, dist: Distributed, device: str, log) -> dict:
             "iter_num": iter_num,
             "best_val_loss": best_val_loss,
             "eval_done": eval_done,
-            "rng": checkpoint.rng_state(),
+            "rng": rng_per_rank[0],
+            "rng_per_rank": rng_per_rank,
             "samplers": {name: s.state_dict() for name, s in samplers.items()},
             "meta": {"vocab_size": vocab_size, "stoi": meta["stoi"], "itos": meta["itos"]},
         }
@@ -307,6 +319,12 @@ def _train(config: TrainConfig, dist: Distributed, device: str, log) -> dict:
                 loss_sum += loss.detach()
                 scaler.scale(loss).backward()
             loss_value = loss_sum.item()
+            if dist.enabled:  # one collective: every rank must agree to stop, for a fault or Ctrl-C
+                flags = torch.tensor([loss_value, float(interrupt["requested"])], dtype=torch.float64,
+                                     device=runtime.device)
+                torch.distributed.all_reduce(flags)
+                loss_value = flags[0].item() / dist.world_size
+                interrupt["requested"] = flags[1].item() > 0
             if not math.isfinite(loss_value):
                 optimizer.zero_grad(set_to_none=True)
                 raise TrainingError(f"loss is {loss_value} at iter {iter_num}; training stopped "
@@ -325,18 +343,23 @@ def _train(config: TrainConfig, dist: Distributed, device: str, log) -> dict:
             if not memory_reported:
                 memory_reported = True
                 opt_bytes = state_bytes(optimizer)
+                per_rank = [opt_bytes]
+                if dist.enabled:
+                    per_rank = [None] * dist.world_size
+                    torch.distributed.all_gather_object(per_rank, opt_bytes)
                 baseline = adamw_state_bytes(raw_model)
                 log(f"optimizer state: {opt_bytes / 2**20:.3f} MiB ({opt_bytes:,} bytes), "
-                    f"{opt_bytes / baseline:.3f}x AdamW's {baseline:,}; KV cache {kv_bytes:,} bytes/token")
+                    f"{opt_bytes / baseline:.3f}x AdamW's {baseline:,}; KV cache {kv_bytes:,} bytes/token"
+                    + (f"; per rank: {', '.join(f'{b:,}' for b in per_rank)}" if dist.enabled else ""))
                 result.update(params=n_params, optimizer_state_bytes=opt_bytes, adamw_state_bytes=baseline,
                               kv_cache_bytes_per_token=kv_bytes)
                 if metrics:
                     metrics.log({"kind": "memory", "iter": iter_num, "params": n_params,
                                  "optimizer_state_bytes": opt_bytes, "adamw_state_bytes": baseline,
-                                 "optimizer_state_ratio": opt_bytes / baseline, "kv_cache_bytes_per_token": kv_bytes})
+                                 "optimizer_state_ratio": opt_bytes / baseline, "kv_cache_bytes_per_token": kv_bytes,
+                                 "optimizer_state_bytes_per_rank": per_rank})
 
             if (iter_num - 1) % config.log_interval == 0:
-                loss_value = dist.mean(loss_value, runtime.device)
                 eta = statistics.median(recent_ms) / 1000 * (config.max_iters - iter_num)
                 log(f"iter {iter_num - 1}: loss {loss_value:.4f}, time {dt_ms:.2f}ms, "
                     f"lr {lr:.2e}, eta {format_duration(eta)}")

@@ -12,7 +12,13 @@ __all__ = ["AdamSN", "Adafactor", "build_optimizer", "state_bytes", "adamw_state
 
 
 def state_bytes(optimizer: torch.optim.Optimizer) -> int:
-    """Bytes held by every tensor in the optimizer's state (moments, factored statistics, steps)."""
+    """Bytes held by every tensor in the optimizer's state (moments, factored statistics, steps).
+
+    Under ZeroRedundancyOptimizer: this rank's share only.
+    """
+    from torch.distributed.optim import ZeroRedundancyOptimizer
+    if isinstance(optimizer, ZeroRedundancyOptimizer):
+        optimizer = optimizer.optim
     total = 0
     for state in optimizer.state.values():
         for value in state.values():
@@ -59,28 +65,39 @@ def param_groups(model: nn.Module, weight_decay: float, subset_norm: set[str] | 
     return [g for g in groups if g["params"]]
 
 
-def build_optimizer(model: nn.Module, config) -> torch.optim.Optimizer:
-    """The optimizer named by `config.optimizer_variant`, driven by the trainer's lr schedule."""
+def optimizer_spec(model: nn.Module, config) -> tuple[type, list[dict], dict]:
+    """(optimizer class, parameter groups, keyword arguments) for `config.optimizer_variant`."""
     variant, lr = config.optimizer_variant, config.learning_rate
     betas = (config.beta1, config.beta2)
     if variant in ("adam", "adamw"):
         # Adam keeps no weight decay: torch's Adam would apply it as coupled L2, a different method
         wd = config.weight_decay if variant == "adamw" else 0.0
-        groups = param_groups(model, wd)
         cls = torch.optim.AdamW if variant == "adamw" else torch.optim.Adam
         # fused on CUDA. On CPU, foreach: the fused CPU kernel is faster on an idle machine (0.5 vs
         # 2.9 ms/step on the seed model) but runs one OpenMP region per tensor, and with the cores
         # shared it measured 8 ms for a single 16x16 layer (bench/bench_optim.py shows both)
         device_type = next(model.parameters()).device.type
         speed = {"fused": True} if device_type == "cuda" else {"foreach": True}
-        return cls(groups, lr=lr, betas=betas, eps=config.eps, **speed)
+        return cls, param_groups(model, wd), dict(lr=lr, betas=betas, eps=config.eps, **speed)
     if variant == "adamsn":
         groups = param_groups(model, config.weight_decay, _subset_norm_names(model, config.adamsn_params))
-        return AdamSN(groups, lr=lr, betas=betas, eps=config.eps)
+        return AdamSN, groups, dict(lr=lr, betas=betas, eps=config.eps)
     if variant == "adafactor":
-        return Adafactor(param_groups(model, config.weight_decay), lr=lr, beta1=config.adafactor_beta1,
-                         decay_rate=config.adafactor_decay_rate, eps=(None, config.adafactor_eps2),
-                         clip_threshold=config.adafactor_clip_threshold,
-                         relative_step=config.adafactor_relative_step,
-                         scale_parameter=config.adafactor_scale_parameter)
+        return Adafactor, param_groups(model, config.weight_decay), dict(
+            lr=lr, beta1=config.adafactor_beta1, decay_rate=config.adafactor_decay_rate,
+            eps=(None, config.adafactor_eps2), clip_threshold=config.adafactor_clip_threshold,
+            relative_step=config.adafactor_relative_step, scale_parameter=config.adafactor_scale_parameter)
     raise ValueError(f"optimizer_variant={variant!r} is not one of adam, adamw, adamsn, adafactor")
+
+
+def build_optimizer(model: nn.Module, config, zero: bool = False) -> torch.optim.Optimizer:
+    """The optimizer named by `config.optimizer_variant`, driven by the trainer's lr schedule.
+
+    `zero=True` (inside a process group) shards its state across ranks with
+    ZeroRedundancyOptimizer: each rank keeps the state of its share of the parameters.
+    """
+    cls, groups, kwargs = optimizer_spec(model, config)
+    if not zero:
+        return cls(groups, **kwargs)
+    from torch.distributed.optim import ZeroRedundancyOptimizer
+    return ZeroRedundancyOptimizer(groups, optimizer_class=cls, **kwargs)

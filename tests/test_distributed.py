@@ -1,0 +1,144 @@
+"""DDP and ZeRO on CPU over gloo: 2 processes on 127.0.0.1, launched from the test with a timeout."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from leangpt import checkpoint
+
+TIMEOUT = 240
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def common_args(data_dir, out_dir, **kw):
+    args = dict(data_dir=data_dir, dataset="tiny", out_dir=out_dir, device="cpu", compile=False, n_layer=2,
+                n_head=4, n_embd=32, block_size=16, max_iters=20, lr_decay_iters=20, warmup_iters=2,
+                learning_rate=3e-3, min_lr=3e-4, eval_interval=10, eval_iters=2, log_interval=1, dropout=0.0, seed=7)
+    args.update(kw)
+    return [f"--{k}={v}" for k, v in args.items()]
+
+
+def launch(args, world_size=1, torchrun=False):
+    """Run `leangpt train` in world_size processes; kill them all if they outlive TIMEOUT."""
+    base_env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    if torchrun:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", f"--nproc_per_node={world_size}",
+               "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{free_port()}", "-m", "leangpt", "train", *args]
+        procs = [subprocess.Popen(cmd, env=base_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)]
+    elif world_size == 1:
+        procs = [subprocess.Popen([sys.executable, "-m", "leangpt", "train", *args], env=base_env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)]
+    else:
+        port = free_port()
+        procs = []
+        for rank in range(world_size):
+            env = {**base_env, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank),
+                   "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world_size)}
+            procs.append(subprocess.Popen([sys.executable, "-m", "leangpt", "train", *args], env=env,
+                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    try:
+        outputs = [p.communicate(timeout=TIMEOUT) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    for p, (out, err) in zip(procs, outputs):
+        assert p.returncode == 0, f"exit {p.returncode}\n{out[-2000:]}\n{err[-3000:]}"
+    return outputs[0][0]
+
+
+def metrics(out_dir):
+    records = [json.loads(line) for line in open(os.path.join(out_dir, "metrics.jsonl"))]
+    last = {}
+    for r in records:
+        if r["kind"] in ("train", "eval"):
+            last[(r["kind"], r["iter"])] = r.get("loss", r.get("val_loss"))
+    return last
+
+
+def assert_same_losses(a, b, tol=1e-5):
+    assert a.keys() == b.keys()
+    for key in a:
+        assert abs(a[key] - b[key]) < tol, (key, a[key], b[key])
+
+
+CASES = [(v, s) for v in ("adamw", "adamsn", "adafactor") for s in (1, 2)]
+_single_runs = {}
+
+
+def single_run(tiny_data, tmp_path_factory, variant, n_headgroup):
+    """1 process with the global batch (8 = 2 ranks x 4): the reference for both DDP tests."""
+    key = (variant, n_headgroup)
+    if key not in _single_runs:
+        out = str(tmp_path_factory.mktemp("single"))
+        launch(common_args(tiny_data, out, optimizer_variant=variant, n_headgroup=n_headgroup, batch_size=8,
+                           gradient_accumulation_steps=1))
+        _single_runs[key] = metrics(out)
+    return _single_runs[key]
+
+
+@pytest.mark.parametrize("zero", [False, True])
+@pytest.mark.parametrize("variant,n_headgroup", CASES)
+def test_two_ranks_equal_one_process(tiny_data, tmp_path, tmp_path_factory, variant, n_headgroup, zero):
+    reference = single_run(tiny_data, tmp_path_factory, variant, n_headgroup)
+    out = str(tmp_path / "ddp")
+    # per rank: batch 4; gradient_accumulation_steps counts micro-batches of all ranks together
+    printed = launch(common_args(tiny_data, out, optimizer_variant=variant, n_headgroup=n_headgroup, batch_size=4,
+                                 gradient_accumulation_steps=2, zero=zero), world_size=2)
+    assert_same_losses(metrics(out), reference)
+    if zero:  # each rank keeps roughly half of the state
+        per_rank = [r for r in map(json.loads, open(os.path.join(out, "metrics.jsonl"))) if r["kind"] == "memory"][0]
+        shares = per_rank["optimizer_state_bytes_per_rank"]
+        assert len(shares) == 2 and all(0 < b < 0.8 * sum(shares) for b in shares)
+        assert "per rank:" in printed
+
+
+def test_resume_under_ddp_and_on_one_process(tiny_data, tmp_path, tmp_path_factory):
+    reference = single_run(tiny_data, tmp_path_factory, "adamsn", 2)
+    ddp = dict(optimizer_variant="adamsn", n_headgroup=2, batch_size=4, gradient_accumulation_steps=2, zero=True)
+    out = str(tmp_path / "a")
+    launch(common_args(tiny_data, out, max_iters=10, **ddp), world_size=2)
+    assert checkpoint.load(os.path.join(out, "ckpt.pt"))["optimizer"]["state"]  # gathered from both ranks
+    launch(common_args(tiny_data, out, init_from="resume", **ddp), world_size=2)
+    assert_same_losses(metrics(out), reference)
+
+    # a checkpoint written by 2 ranks (ZeRO) continues in 1 process with the same global batch
+    out = str(tmp_path / "b")
+    launch(common_args(tiny_data, out, max_iters=10, **ddp), world_size=2)
+    launch(common_args(tiny_data, out, init_from="resume", optimizer_variant="adamsn", n_headgroup=2,
+                       batch_size=8, gradient_accumulation_steps=1))
+    assert_same_losses(metrics(out), reference)
+
+
+def test_torchrun_launch_and_accumulation_check(tiny_data, tmp_path):
+    out = str(tmp_path / "t")
+    printed = launch(common_args(tiny_data, out, batch_size=4, gradient_accumulation_steps=2, max_iters=4,
+                                 lr_decay_iters=4, eval_interval=2), world_size=2, torchrun=True)
+    assert "step 4: train loss" in printed
+    bad = subprocess.run([sys.executable, "-m", "leangpt", "train",
+                          *common_args(tiny_data, out, gradient_accumulation_steps=3, max_iters=2)],
+                         env={**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()),
+                              "RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1"}, capture_output=True, text=True,
+                         timeout=TIMEOUT)
+    assert bad.returncode == 0  # world size 1: any accumulation works
+    with pytest.raises(AssertionError, match="must be divisible by the world size 2"):
+        launch(common_args(tiny_data, out, gradient_accumulation_steps=3, max_iters=2), world_size=2)
+
+
+def test_bfloat16_on_cpu_is_close_to_float32(tiny_data, tmp_path):
+    fp32, bf16 = str(tmp_path / "f"), str(tmp_path / "b")
+    launch(common_args(tiny_data, fp32, batch_size=8))
+    launch(common_args(tiny_data, bf16, batch_size=8, dtype="bfloat16"))
+    a, b = metrics(fp32), metrics(bf16)
+    assert abs(a[("eval", 20)] - b[("eval", 20)]) < 0.05
+    assert b[("eval", 20)] < b[("eval", 0)] - 0.3
