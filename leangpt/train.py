@@ -148,6 +148,32 @@ def format_duration(seconds: float) -> str:
     return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
 
 
+def _build_model(config: TrainConfig, ckpt: dict | None, ckpt_path: Path, vocab_size: int, log) -> tuple[GPT, TrainConfig]:
+    """A fresh model, or the checkpoint's: then its architecture wins over the config's."""
+    if ckpt is None:
+        return GPT(_model_config(config, vocab_size)), config
+    saved = checkpoint.model_config(ckpt, ckpt_path)
+    if saved.vocab_size != vocab_size:
+        raise CheckpointError(f"{ckpt_path} has vocab_size={saved.vocab_size} but dataset "
+                              f"{config.dataset!r} has {vocab_size}")
+    changed = [k for k in ARCHITECTURE_KEYS if k != "vocab_size" and getattr(saved, k) != getattr(config, k)]
+    if changed:
+        log("resuming with the checkpoint's architecture: " + ", ".join(f"{k}={getattr(saved, k)}" for k in changed))
+    config = dataclasses.replace(config, **{k: getattr(saved, k) for k in ARCHITECTURE_KEYS if k != "vocab_size"})
+    return checkpoint.load_model(ckpt, ckpt_path, dropout=config.dropout, attn_impl=config.attn_impl), config
+
+
+def _restore_optimizer(optimizer, ckpt: dict, config: TrainConfig) -> None:
+    saved_variant = (ckpt.get("config") or {}).get("optimizer_variant", "adamw")
+    if saved_variant != config.optimizer_variant:
+        raise CheckpointError(f"the checkpoint's optimizer state is {saved_variant}, not optimizer_variant="
+                              f"{config.optimizer_variant}; resume with --optimizer_variant={saved_variant}")
+    try:
+        optimizer.load_state_dict(ckpt["optimizer"])
+    except (ValueError, KeyError, RuntimeError) as exc:
+        raise CheckpointError(f"the checkpoint's optimizer state does not fit this model: {exc}") from None
+
+
 def train(config: TrainConfig, log=print) -> dict:
     """Run one training job; return its final numbers. `log` receives every console line."""
     config.validate()
@@ -174,38 +200,15 @@ def _train(config: TrainConfig, dist: Distributed, device: str, log) -> dict:
     torch.manual_seed(config.seed + dist.rank)
 
     # ---------------------------------------------------------------- model and optimizer
-    ckpt = None
-    if config.init_from == "resume":
-        ckpt_path = out_dir / "ckpt.pt"
-        ckpt = checkpoint.load(ckpt_path)
-        saved = checkpoint.model_config(ckpt, ckpt_path)
-        if saved.vocab_size != vocab_size:
-            raise CheckpointError(f"{ckpt_path} has vocab_size={saved.vocab_size} but dataset "
-                                  f"{config.dataset!r} has {vocab_size}")
-        changed = [k for k in ARCHITECTURE_KEYS if k != "vocab_size" and getattr(saved, k) != getattr(config, k)]
-        if changed:
-            log("resuming with the checkpoint's architecture: " +
-                ", ".join(f"{k}={getattr(saved, k)}" for k in changed))
-        # architecture comes from the checkpoint; run-time choices from this config
-        config = dataclasses.replace(config, **{k: getattr(saved, k) for k in ARCHITECTURE_KEYS if k != "vocab_size"})
-        model = checkpoint.load_model(ckpt, ckpt_path, dropout=config.dropout, attn_impl=config.attn_impl)
-    else:
-        model = GPT(_model_config(config, vocab_size))
+    ckpt = checkpoint.load(out_dir / "ckpt.pt") if config.init_from == "resume" else None
+    model, config = _build_model(config, ckpt, out_dir / "ckpt.pt", vocab_size, log)
     model.to(runtime.device)
     model_config = model.config
-
     if config.zero and not dist.enabled:
         raise ConfigError("zero=True shards optimizer state across processes: launch with torchrun and >= 2 processes")
     optimizer = build_optimizer(model, config, zero=config.zero)
     if ckpt is not None and ckpt.get("optimizer") is not None:
-        saved_variant = (ckpt.get("config") or {}).get("optimizer_variant", "adamw")
-        if saved_variant != config.optimizer_variant:
-            raise CheckpointError(f"the checkpoint's optimizer state is {saved_variant}, not "
-                                  f"optimizer_variant={config.optimizer_variant}; resume with --optimizer_variant={saved_variant}")
-        try:
-            optimizer.load_state_dict(ckpt["optimizer"])
-        except (ValueError, KeyError, RuntimeError) as exc:
-            raise CheckpointError(f"the checkpoint's optimizer state does not fit this model: {exc}") from None
+        _restore_optimizer(optimizer, ckpt, config)
     scaler = torch.amp.GradScaler(enabled=runtime.dtype == "float16")
 
     iter_num = int(ckpt.get("iter_num", 0)) if ckpt else 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import torch
 import torch.nn as nn
 
@@ -16,8 +18,9 @@ def state_bytes(optimizer: torch.optim.Optimizer) -> int:
 
     Under ZeroRedundancyOptimizer: this rank's share only.
     """
-    from torch.distributed.optim import ZeroRedundancyOptimizer
-    if isinstance(optimizer, ZeroRedundancyOptimizer):
+    # look ZeRO up only if it was imported: importing torch.distributed.optim costs time and warnings
+    zero_cls = getattr(sys.modules.get("torch.distributed.optim"), "ZeroRedundancyOptimizer", None)
+    if zero_cls is not None and isinstance(optimizer, zero_cls):
         optimizer = optimizer.optim
     total = 0
     for state in optimizer.state.values():
