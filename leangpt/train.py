@@ -286,6 +286,8 @@ def _train(config: TrainConfig, dist: Distributed, device: str, log) -> dict:
     recent_ms: list[float] = []
     memory_reported = False
     started = time.time()
+    if iter_num >= config.max_iters and not config.eval_only:
+        log(f"the checkpoint is at iter {iter_num}, not before max_iters={config.max_iters}: nothing to train")
     with stop_on_sigint() as interrupt:
         while True:
             if (iter_num % config.eval_interval == 0 or iter_num == config.max_iters) and iter_num != skip_eval_at:

@@ -103,3 +103,23 @@ def test_bad_grid_is_an_error_before_any_run(base_file, tmp_path, argv, needle):
 def test_report_of_a_non_sweep_dir(tmp_path, capsys):
     assert run("report", [str(tmp_path)]) == 2
     assert "is not a sweep directory" in capsys.readouterr().err
+
+
+def test_progress_bar_on_a_terminal():
+    import io
+
+    from leangpt.sweep import Progress
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    screen = Terminal()
+    progress = Progress(total_runs=3, stream=screen)
+    progress.iters_left = 300
+    progress.iters_done = 50
+    progress.update(1, "n_headgroup=2", 50, 100)
+    text = screen.getvalue()
+    assert text.startswith("\r\033[K[1/3] n_headgroup=2 iter 50/100 | sweep ETA ") and "\n" not in text
+    progress.line("done")
+    assert screen.getvalue().endswith("\r\033[Kdone\n")

@@ -164,3 +164,12 @@ def test_metrics_jsonl_records(tiny_data, tmp_path):
     assert records[-1]["kind"] == "end" and records[-1]["status"] == "finished"
     last_eval = [r for r in records if r["kind"] == "eval"][-1]
     assert last_eval["val_loss"] == result["val_loss"]
+
+
+@pytest.mark.parametrize("variant,lr", [("adam", 3e-3), ("adamsn", 3e-2), ("adafactor", 3e-3)])
+def test_every_variant_lowers_the_loss(tiny_data, tmp_path, variant, lr):
+    extra = {"adafactor_scale_parameter": False} if variant == "adafactor" else {}
+    result, lines = run_train(tiny_config(tiny_data, tmp_path / "o", max_iters=40, lr_decay_iters=40, eval_interval=40,
+                                          optimizer_variant=variant, learning_rate=lr, min_lr=lr / 10, **extra))
+    evals = [float(m) for m in re.findall(r"val loss ([\d.]+)", "\n".join(lines))]
+    assert evals[-1] < evals[0] - 0.5, evals
