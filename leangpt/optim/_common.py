@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import math
 
+import torch
+from torch.optim import Optimizer
+
 
 def check_nonnegative(name: str, value: float) -> None:
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
@@ -19,3 +22,31 @@ def check_grads(params, optimizer_name: str) -> None:
     for p in params:
         if p.grad.is_sparse:
             raise ValueError(f"{optimizer_name} does not support sparse gradients")
+
+
+class VectorizedOptimizer(Optimizer):
+    """step() for optimizers that update a whole parameter group at once.
+
+    Subclasses define `_init_state(p, group)` (create a parameter's state on first use) and
+    `_update(group, params, states)` (one step for the group's parameters that have gradients).
+    """
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            check_grads(params, type(self).__name__)
+            self._update(group, params, [self._init_state(p, group) for p in params])
+        return loss
+
+    def _init_state(self, p: torch.Tensor, group: dict) -> dict:
+        raise NotImplementedError
+
+    def _update(self, group: dict, params: list, states: list) -> None:
+        raise NotImplementedError

@@ -21,12 +21,11 @@ scale_parameter=True this is torch.optim.Adafactor.
 from __future__ import annotations
 
 import torch
-from torch.optim import Optimizer
 
-from ._common import check_grads, check_nonnegative
+from ._common import VectorizedOptimizer, check_nonnegative
 
 
-class Adafactor(Optimizer):
+class Adafactor(VectorizedOptimizer):
     def __init__(self, params, lr: float = 1e-2, beta1: float | None = None, decay_rate: float = -0.8,
                  eps: tuple[float | None, float] = (None, 1e-3), clip_threshold: float = 1.0,
                  weight_decay: float = 0.0, relative_step: bool = True, scale_parameter: bool = True):
@@ -60,21 +59,6 @@ class Adafactor(Optimizer):
             if group["beta1"] is not None:
                 state["exp_avg"] = torch.zeros(p.shape, dtype=torch.float32, device=p.device)
         return state
-
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            params = [p for p in group["params"] if p.grad is not None]
-            if not params:
-                continue
-            check_grads(params, "Adafactor")
-            states = [self._init_state(p, group) for p in params]
-            self._update(group, params, states)
-        return loss
 
     def _update(self, group, params, states) -> None:
         lr, wd, beta1 = group["lr"], group["weight_decay"], group["beta1"]

@@ -23,9 +23,8 @@ from __future__ import annotations
 import math
 
 import torch
-from torch.optim import Optimizer
 
-from ._common import check_betas, check_grads, check_nonnegative
+from ._common import VectorizedOptimizer, check_betas, check_nonnegative
 
 
 def subset_dim(shape: torch.Size) -> int:
@@ -33,7 +32,7 @@ def subset_dim(shape: torch.Size) -> int:
     return 1 if shape[0] >= shape[1] else 0
 
 
-class AdamSN(Optimizer):
+class AdamSN(VectorizedOptimizer):
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.0, subset_norm: bool = True):
         check_nonnegative("lr", lr)
@@ -56,23 +55,8 @@ class AdamSN(Optimizer):
                 state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         return state
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            params = [p for p in group["params"] if p.grad is not None]
-            if not params:
-                continue
-            check_grads(params, "AdamSN")
-            grads = [p.grad for p in params]
-            states = [self._init_state(p, group) for p in params]
-            self._update(group, params, grads, states)
-        return loss
-
-    def _update(self, group, params, grads, states) -> None:
+    def _update(self, group, params, states) -> None:
+        grads = [p.grad for p in params]
         beta1, beta2 = group["betas"]
         lr, eps, wd = group["lr"], group["eps"], group["weight_decay"]
         for state in states:
