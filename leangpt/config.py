@@ -70,6 +70,7 @@ class TrainConfig:
     eps: float = 1e-8
     grad_clip: float = 1.0  # 0 disables clipping
     adamsn_params: Literal["linear", "all_2d"] = "linear"
+    adamsn_dense_lr_ratio: float = 1.0  # lr multiplier for what AdamSN updates as plain Adam
     adafactor_relative_step: bool = False
     adafactor_scale_parameter: bool = True
     adafactor_beta1: Optional[float] = None
@@ -122,6 +123,8 @@ class TrainConfig:
         if self.decay_lr:
             _require(self.lr_decay_iters > self.warmup_iters, "lr_decay_iters", self.lr_decay_iters,
                      f"must be > warmup_iters={self.warmup_iters} when decay_lr=True")
+        _require(math.isfinite(self.adamsn_dense_lr_ratio) and self.adamsn_dense_lr_ratio > 0,
+                 "adamsn_dense_lr_ratio", self.adamsn_dense_lr_ratio, "must be a finite number > 0")
         if self.adafactor_beta1 is not None:
             _require(0.0 <= self.adafactor_beta1 < 1.0, "adafactor_beta1", self.adafactor_beta1,
                      "must be None or in [0, 1)")

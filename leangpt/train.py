@@ -311,7 +311,7 @@ def _train(config: TrainConfig, dist: Distributed, device: str, log) -> dict:
 
             lr = get_lr(iter_num, config)
             for group in optimizer.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr * group.get("lr_scale", 1.0)
             t0 = time.perf_counter()
             loss_sum = torch.zeros((), device=runtime.device)
             for micro_step in range(grad_accum):

@@ -173,3 +173,15 @@ def test_every_variant_lowers_the_loss(tiny_data, tmp_path, variant, lr):
                                           optimizer_variant=variant, learning_rate=lr, min_lr=lr / 10, **extra))
     evals = [float(m) for m in re.findall(r"val loss ([\d.]+)", "\n".join(lines))]
     assert evals[-1] < evals[0] - 0.5, evals
+
+
+def test_adamsn_dense_parameters_follow_their_lr_ratio(tiny_data, tmp_path):
+    run_train(tiny_config(tiny_data, tmp_path / "o", max_iters=4, optimizer_variant="adamsn", learning_rate=1e-2,
+                          min_lr=1e-3, lr_decay_iters=20, adamsn_dense_lr_ratio=0.1))
+    groups = checkpoint.load(tmp_path / "o" / "ckpt.pt")["optimizer"]["param_groups"]
+    sn = [g for g in groups if g["subset_norm"]]
+    dense = [g for g in groups if not g["subset_norm"]]
+    assert len(sn) == 1 and len(dense) == 2
+    scheduled = get_lr(3, tiny_config(tiny_data, tmp_path, learning_rate=1e-2, min_lr=1e-3, lr_decay_iters=20))
+    assert sn[0]["lr"] == pytest.approx(scheduled)
+    assert all(g["lr"] == pytest.approx(scheduled * 0.1) for g in dense)

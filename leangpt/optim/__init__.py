@@ -54,17 +54,23 @@ def _subset_norm_names(model: nn.Module, which: str) -> set[str]:
     return names & linear
 
 
-def param_groups(model: nn.Module, weight_decay: float, subset_norm: set[str] | None = None) -> list[dict]:
-    """nanoGPT's grouping (decay on >=2-D tensors only); split further by subset-norm when asked."""
+def param_groups(model: nn.Module, weight_decay: float, subset_norm: set[str] | None = None,
+                 dense_lr_ratio: float = 1.0) -> list[dict]:
+    """nanoGPT's grouping (decay on >=2-D tensors only); split further by subset-norm when asked.
+
+    Each group's `lr_scale` multiplies the trainer's scheduled learning rate: with subset norms,
+    the parameters that stay plain Adam (embeddings, LayerNorm gains, biases) get `dense_lr_ratio`.
+    """
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     decay = [(n, p) for n, p in named if p.dim() >= 2]
     no_decay = [p for n, p in named if p.dim() < 2]
     if subset_norm is None:
         return [{"params": [p for _, p in decay], "weight_decay": weight_decay},
                 {"params": no_decay, "weight_decay": 0.0}]
+    dense = {"subset_norm": False, "lr_scale": dense_lr_ratio}
     groups = [{"params": [p for n, p in decay if n in subset_norm], "weight_decay": weight_decay, "subset_norm": True},
-              {"params": [p for n, p in decay if n not in subset_norm], "weight_decay": weight_decay, "subset_norm": False},
-              {"params": no_decay, "weight_decay": 0.0, "subset_norm": False}]
+              {"params": [p for n, p in decay if n not in subset_norm], "weight_decay": weight_decay, **dense},
+              {"params": no_decay, "weight_decay": 0.0, **dense}]
     return [g for g in groups if g["params"]]
 
 
@@ -83,7 +89,8 @@ def optimizer_spec(model: nn.Module, config) -> tuple[type, list[dict], dict]:
         speed = {"fused": True} if device_type == "cuda" else {"foreach": True}
         return cls, param_groups(model, wd), dict(lr=lr, betas=betas, eps=config.eps, **speed)
     if variant == "adamsn":
-        groups = param_groups(model, config.weight_decay, _subset_norm_names(model, config.adamsn_params))
+        groups = param_groups(model, config.weight_decay, _subset_norm_names(model, config.adamsn_params),
+                              config.adamsn_dense_lr_ratio)
         return AdamSN, groups, dict(lr=lr, betas=betas, eps=config.eps)
     if variant == "adafactor":
         return Adafactor, param_groups(model, config.weight_decay), dict(
