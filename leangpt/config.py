@@ -153,7 +153,7 @@ class SampleConfig:
     seed: int = 1337
     device: str = "auto"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    compile: bool = False
+    compile: bool = False  # accepted for nanoGPT's command lines; sampling runs eagerly
     kv_cache: bool = True
     cache_overflow: Literal["exact", "half"] = "exact"
     data_dir: str = "data"

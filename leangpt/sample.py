@@ -44,16 +44,16 @@ def sample(config: SampleConfig, out=print, info=lambda line: print(line, file=s
     del ckpt
     model.eval().to(runtime.device)
     if config.compile:
-        model = torch.compile(model)
+        info("note: compile=True is accepted for nanoGPT's command lines; sampling runs eagerly "
+             "(each step's shape changes, which would recompile)")
 
     prompt = read_prompt(config.start)
     if not prompt:
         raise LeanGPTError("the prompt is empty; give at least one character with --start")
     ids = torch.tensor([tokenizer.encode(prompt)], dtype=torch.long, device=runtime.device)
-    raw = model._orig_mod if hasattr(model, "_orig_mod") else model
-    per_token = raw.config.kv_cache_bytes_per_token(raw.lm_head.weight.element_size())
-    cached_tokens = min(raw.config.block_size, ids.size(1) + config.max_new_tokens)
-    info(f"parameters: {raw.num_params():,}; KV cache: {per_token:,} bytes/token, "
+    per_token = model.config.kv_cache_bytes_per_token(model.lm_head.weight.element_size())
+    cached_tokens = min(model.config.block_size, ids.size(1) + config.max_new_tokens)
+    info(f"parameters: {model.num_params():,}; KV cache: {per_token:,} bytes/token, "
          f"{per_token * cached_tokens:,} bytes for {cached_tokens} tokens"
          + ("" if config.kv_cache else " (cache off)"))
 
@@ -63,7 +63,7 @@ def sample(config: SampleConfig, out=print, info=lambda line: print(line, file=s
     with torch.no_grad(), runtime.autocast():
         for _ in range(config.num_samples):
             t0 = time.perf_counter()
-            y = raw.generate(ids, config.max_new_tokens, temperature=config.temperature, top_k=config.top_k,
+            y = model.generate(ids, config.max_new_tokens, temperature=config.temperature, top_k=config.top_k,
                              kv_cache=config.kv_cache, cache_overflow=config.cache_overflow)
             elapsed += time.perf_counter() - t0
             generated += config.max_new_tokens
