@@ -1,6 +1,6 @@
 # The course's GQA experiment: the seed CPU run with n_headgroup 1 (MHA), 2 (GQA) and 4 (MQA).
 #   leangpt sweep config/sweep_gqa.py            (writes sweeps/sweep_gqa/report.md)
-out_dir = "out-sweep"  # replaced per run by sweeps/sweep_gqa/runs/NAME
+out_dir = "out-sweep"  # each run gets SWEEP_DIR/runs/NAME instead
 dataset = "shakespeare_char"
 device = "cpu"
 compile = False

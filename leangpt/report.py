@@ -74,7 +74,7 @@ def collect(sweep_dir: Path) -> list[dict]:
 def write_report(sweep_dir: Path) -> Path:
     rows = collect(sweep_dir)
     grid_keys = list(dict.fromkeys(k for r in rows for k in r["overrides"]))
-    table = [{**{k: r.get(k) for k in COLUMNS}, **{k: r["overrides"].get(k) for k in grid_keys}} for r in rows]
+    table = [{**{k: r.get(k) for k in COLUMNS}, **{k: _setting(r, k) for k in grid_keys}} for r in rows]
     _write_csv(sweep_dir / "results.csv", table, ["name", *grid_keys, *COLUMNS[1:]])
     atomic_write_json(sweep_dir / "results.json", [{k: v for k, v in r.items()} for r in rows])
     plots = _plots(sweep_dir, rows)
@@ -117,9 +117,9 @@ def _comparison(rows: list[dict], grid_keys: list[str]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         if r.get("val_loss") is None:
-            cells = [str(r["overrides"].get(k)) for k in grid_keys] + [r["status"]] + [""] * (len(head) - len(grid_keys) - 1)
+            cells = [str(_setting(r, k)) for k in grid_keys] + [r["status"]] + [""] * (len(head) - len(grid_keys) - 1)
         else:
-            cells = [str(r["overrides"].get(k)) for k in grid_keys] + [
+            cells = [str(_setting(r, k)) for k in grid_keys] + [
                 f"{r['val_loss']:.4f}", f"{r['val_loss'] - reference['val_loss']:+.4f}", f"{r['best_val_loss']:.4f}",
                 _num(r.get("params")), _bytes(r.get("optimizer_state_bytes")),
                 f"{r['optimizer_state_vs_adamw']:.3f}x" if r.get("optimizer_state_vs_adamw") else "",
@@ -187,6 +187,11 @@ def _write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
     writer.writeheader()
     writer.writerows(rows)
     atomic_write_bytes(path, buffer.getvalue().encode("utf-8"))
+
+
+def _setting(row: dict, key: str):
+    """A run's value for a swept key: its override, else what its config resolved to."""
+    return row["overrides"].get(key, row["config"].get(key))
 
 
 def _read_json(path: Path) -> dict:
