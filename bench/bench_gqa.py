@@ -1,6 +1,6 @@
 """Grouped-query attention: parameters, KV-cache size and generation speed, MHA vs GQA vs MQA.
 
-    python bench/bench_gqa.py [--rounds=3]
+    python bench/bench_gqa.py [--rounds=3] [--threads=N] [--only=sizes|generation|decode]
 
 1. Parameters and KV-cache bytes/token (float32) at the seed size (4x128, 4 heads) and at 6x384
    (6 heads); the KV cache of n_headgroup=S must be exactly 1/S of MHA's.
@@ -98,8 +98,12 @@ def decode_attention(rounds: int):
 
 
 if __name__ == "__main__":
-    rounds = int(next((a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("--rounds=")), 3))
+    options = dict(a[2:].split("=", 1) for a in sys.argv[1:] if a.startswith("--") and "=" in a)
+    rounds = int(options.get("rounds", 3))
+    if "threads" in options:
+        torch.set_num_threads(int(options["threads"]))
     print(f"{torch.get_num_threads()} threads, torch {torch.__version__}, {rounds} rounds\n")
-    sizes()
-    generation(rounds)
-    decode_attention(rounds)
+    parts = {"sizes": sizes, "generation": lambda: generation(rounds), "decode": lambda: decode_attention(rounds)}
+    for name, part in parts.items():
+        if options.get("only", name) == name:
+            part()

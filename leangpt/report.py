@@ -144,7 +144,7 @@ def _plots(sweep_dir: Path, rows: list[dict]) -> list[str] | str:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for r in done:
         its, losses = zip(*r["curve"])
-        ax.plot(its, losses, marker="o", markersize=3, label=r["name"])
+        ax.plot(its, losses, marker="o", markersize=3, label=_label(r))
     ax.set_xlabel("iteration")
     ax.set_ylabel("val loss")
     ax.set_title("Validation loss")
@@ -161,7 +161,7 @@ def _plots(sweep_dir: Path, rows: list[dict]) -> list[str] | str:
             if r.get(key) is None:
                 continue
             ax.scatter(r[key] / scale, r["val_loss"])
-            ax.annotate(r["name"], (r[key] / scale, r["val_loss"]), fontsize=6, xytext=(3, 3),
+            ax.annotate(_label(r), (r[key] / scale, r["val_loss"]), fontsize=6, xytext=(3, 3),
                         textcoords="offset points")
         ax.set_xlabel(label)
         ax.set_ylabel("final val loss")
@@ -187,6 +187,11 @@ def _write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
     writer.writeheader()
     writer.writerows(rows)
     atomic_write_bytes(path, buffer.getvalue().encode("utf-8"))
+
+
+def _label(row: dict) -> str:
+    """A short legend label: the run's name, or only its swept values when the name is long."""
+    return row["name"] if len(row["name"]) <= 32 else ", ".join(str(v) for v in row["overrides"].values())
 
 
 def _setting(row: dict, key: str):
