@@ -179,7 +179,10 @@ def train(config: TrainConfig, log=print) -> dict:
     config.validate()
     dist, device = setup_distributed(config)
     try:
-        return _train(config, dist, device, log if dist.master else (lambda *_: None))
+        result = _train(config, dist, device, log if dist.master else (lambda *_: None))
+        if dist.enabled:  # no rank tears its connections down while another still works (gloo aborts)
+            torch.distributed.barrier()
+        return result
     finally:
         if dist.enabled:
             torch.distributed.destroy_process_group()
