@@ -185,3 +185,24 @@ def test_adamsn_dense_parameters_follow_their_lr_ratio(tiny_data, tmp_path):
     scheduled = get_lr(3, tiny_config(tiny_data, tmp_path, learning_rate=1e-2, min_lr=1e-3, lr_decay_iters=20))
     assert sn[0]["lr"] == pytest.approx(scheduled)
     assert all(g["lr"] == pytest.approx(scheduled * 0.1) for g in dense)
+
+
+def test_resume_from_an_upstream_nanogpt_checkpoint(tiny_data, tmp_path):
+    """nanoGPT's checkpoint dict: compiled-model keys, its AdamW groups, model_args, no RNG state."""
+    from leangpt.model import GPT, GPTConfig
+    from leangpt.optim import param_groups
+    model_args = dict(n_layer=2, n_head=4, n_embd=32, block_size=16, bias=False, vocab_size=35, dropout=0.0)
+    model = GPT(GPTConfig(**model_args))
+    optimizer = torch.optim.AdamW(param_groups(model, 0.1), lr=1e-3, betas=(0.9, 0.99))
+    model(torch.zeros(1, 4, dtype=torch.long), torch.zeros(1, 4, dtype=torch.long))[1].backward()
+    optimizer.step()
+    out = tmp_path / "up"
+    out.mkdir()
+    torch.save({"model": {"_orig_mod." + k: v for k, v in model.state_dict().items()},
+                "optimizer": optimizer.state_dict(), "model_args": model_args, "iter_num": 5,
+                "best_val_loss": 2.5, "config": {"dataset": "tiny", "batch_size": 4}}, out / "ckpt.pt")
+    vocab = checkpoint.load(out / "ckpt.pt")["model_args"]["vocab_size"]
+    from leangpt.data import load_meta
+    assert load_meta(tiny_data / "tiny" / "meta.pkl")["vocab_size"] == vocab
+    result, lines = run_train(tiny_config(tiny_data, out, max_iters=8, init_from="resume"))
+    assert result["iter"] == 8 and any(l.startswith("note: this checkpoint holds no RNG state") for l in lines)
