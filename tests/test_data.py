@@ -81,3 +81,11 @@ def test_block_size_larger_than_data(tmp_path):
     prepare_dataset("abcdefghij" * 3, tmp_path / "d")
     with pytest.raises(DataError, match="not more than block_size=64"):
         BatchSampler(tmp_path / "d" / "val.bin", 64, 2, seed=0)
+
+
+def test_tinyshakespeare_prepares_like_nanogpt(shakespeare_path, tmp_path):
+    """nanoGPT's shakespeare_char: 65 characters, 1,003,854 train and 111,540 val tokens."""
+    stats = prepare_dataset(read_text(str(shakespeare_path)), tmp_path / "sc")
+    assert stats == {"vocab_size": 65, "train_tokens": 1_003_854, "val_tokens": 111_540}
+    meta = pickle.loads((tmp_path / "sc" / "meta.pkl").read_bytes())
+    assert "".join(meta["itos"][i] for i in range(13)) == "\n !$&',-.3:;?"
