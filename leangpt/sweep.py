@@ -28,9 +28,6 @@ from .config import (ConfigError, LeanGPTError, SampleConfig, TrainConfig, check
 from .fileio import atomic_write_json
 from .train import format_duration
 
-SWEEP_KEYS = ("grid", "variants", "sweep_dir")
-
-
 @dataclasses.dataclass
 class Run:
     name: str

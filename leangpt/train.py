@@ -255,7 +255,7 @@ def _train(config: TrainConfig, dist: Distributed, device: str, log) -> dict:
     tokens_per_iter = grad_accum * dist.world_size * config.batch_size * config.block_size
     log(f"number of parameters: {n_params / 1e6:.2f}M; tokens per iteration: {tokens_per_iter:,}; "
         f"device {runtime.device}, dtype {runtime.dtype}, optimizer {config.optimizer_variant}")
-    kv_bytes = model_config.kv_cache_bytes_per_token(torch.finfo(torch.float32).bits // 8)
+    kv_bytes = model_config.kv_cache_bytes_per_token()  # float32
 
     def save(path_name: str, eval_done: bool) -> None:
         """Called on every rank: ZeRO's state and the ranks' RNG states are gathered to rank 0."""
@@ -286,7 +286,6 @@ def _train(config: TrainConfig, dist: Distributed, device: str, log) -> dict:
     # ---------------------------------------------------------------- the loop
     result = {"status": "finished", "train_loss": None, "val_loss": None, "iter": iter_num}
     all_ms: list[float] = []
-    recent_ms: list[float] = []
     memory_reported = False
     started = time.time()
     if iter_num >= config.max_iters and not config.eval_only:
@@ -346,7 +345,6 @@ def _train(config: TrainConfig, dist: Distributed, device: str, log) -> dict:
             dt_ms = (time.perf_counter() - t0) * 1000
             iter_num += 1
             all_ms.append(dt_ms)
-            recent_ms = all_ms[-50:]
 
             if not memory_reported:
                 memory_reported = True
@@ -368,7 +366,7 @@ def _train(config: TrainConfig, dist: Distributed, device: str, log) -> dict:
                                  "optimizer_state_bytes_per_rank": per_rank})
 
             if (iter_num - 1) % config.log_interval == 0:
-                eta = statistics.median(recent_ms) / 1000 * (config.max_iters - iter_num)
+                eta = statistics.median(all_ms[-50:]) / 1000 * (config.max_iters - iter_num)
                 log(f"iter {iter_num - 1}: loss {loss_value:.4f}, time {dt_ms:.2f}ms, "
                     f"lr {lr:.2e}, eta {format_duration(eta)}")
                 if metrics:
