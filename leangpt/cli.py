@@ -15,6 +15,7 @@ commands:
   convert   MHA checkpoint -> GQA checkpoint (--in_dir --out_dir --n_headgroup)
   sweep     train a grid of variants and write a report (--grid=KEY=V1,V2 ...)
   report    rebuild a sweep's report from its runs' metrics (leangpt report SWEEP_DIR)
+  memory    where the bytes of a training step go, estimated for any size (--grid, --json, --measure=True)
 """
 
 
@@ -54,12 +55,22 @@ def _report(argv):
     return report_main(argv)
 
 
+def _memory(argv):
+    from .memory import memory_main
+    return memory_main(argv)
+
+
 COMMANDS = {"prepare": _prepare, "train": _train, "sample": _sample, "convert": _convert,
-            "sweep": _sweep, "report": _report}
+            "sweep": _sweep, "report": _report, "memory": _memory}
+
+
+def _memory_config():
+    from .memory import MemoryConfig
+    return MemoryConfig
 
 
 CONFIGS = {"prepare": PrepareConfig, "train": TrainConfig, "sample": SampleConfig, "convert": ConvertConfig,
-           "sweep": TrainConfig}
+           "sweep": TrainConfig, "memory": _memory_config}
 
 
 def config_help(command: str) -> str:
@@ -67,6 +78,8 @@ def config_help(command: str) -> str:
     import dataclasses
     import typing
     cls = CONFIGS[command]
+    if not isinstance(cls, type):  # imported on demand (the memory command pulls in torch)
+        cls = cls()
     hints = typing.get_type_hints(cls)
     lines = [f"usage: leangpt {command} [CONFIG.py ...] [--key=value ...]", "", "keys (default):"]
     for f in dataclasses.fields(cls):
@@ -74,6 +87,8 @@ def config_help(command: str) -> str:
         lines.append(f"  --{f.name}={f.default!r}  ({kind})")
     if command == "sweep":
         lines[0] = "usage: leangpt sweep CONFIG.py [--grid=KEY=V1,V2,...]... [--key=value ...] [--sweep_dir=DIR]"
+    if command == "memory":
+        lines[0] = "usage: leangpt memory [CONFIG.py] [--key=value ...] [--grid=KEY=V1,V2,...]... [--json]"
     return "\n".join(lines)
 
 

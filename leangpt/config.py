@@ -13,7 +13,7 @@ import difflib
 import math
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Optional, TypeVar, Union
 
@@ -60,6 +60,7 @@ class TrainConfig:
     dropout: float = 0.0
     bias: bool = False
     attn_impl: Literal["sdpa", "einsum"] = "sdpa"
+    activation_checkpointing: bool = False  # recompute each block in the backward: less memory, ~1/3 more compute
     # optimizer
     optimizer_variant: Literal["adam", "adamw", "adamsn", "adafactor"] = "adamw"
     learning_rate: float = 6e-4

@@ -14,6 +14,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from torch.utils.checkpoint import checkpoint
+
 from .attention import CausalSelfAttention, KVCache
 
 
@@ -103,6 +105,9 @@ class GPT(nn.Module):
             ln_f=LayerNorm(config.n_embd, bias=config.bias),
         ))
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        # recompute each block's forward in the backward instead of keeping its activations (a
+        # training choice, not part of the architecture: it is not saved with the model)
+        self.activation_checkpointing = False
         self.transformer.wte.weight = self.lm_head.weight  # weight tying
         self.apply(self._init_weights)
         # GPT-2's scaled init of the projections that write into the residual stream
@@ -129,8 +134,10 @@ class GPT(nn.Module):
             raise ValueError(f"cannot forward {start + t} positions; block_size is {self.config.block_size}")
         pos = torch.arange(start, start + t, dtype=torch.long, device=idx.device)
         x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))
+        recompute = self.activation_checkpointing and self.training and torch.is_grad_enabled() and cache is None
         for block in self.transformer.h:
-            x = block(x, cache)
+            # non-reentrant checkpointing replays the saved RNG state, so dropout matches the plain run
+            x = checkpoint(block, x, use_reentrant=False) if recompute else block(x, cache)
         if cache is not None:
             cache.length += t
         x = self.transformer.ln_f(x)

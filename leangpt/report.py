@@ -22,9 +22,13 @@ TRAIN_KEYS = ("optimizer_variant", "learning_rate", "min_lr", "max_iters", "lr_d
 OPTIMIZER_KEYS = {"adamsn": ("adamsn_params",),
                   "adafactor": ("adafactor_relative_step", "adafactor_scale_parameter", "adafactor_beta1",
                                 "adafactor_decay_rate", "adafactor_eps2", "adafactor_clip_threshold")}
+# the tensor-level breakdown of one training step's peak (training logs it as "step_memory")
+STEP_MEMORY = (("params", "weights"), ("grads", "grads"), ("optimizer_state", "opt. state"),
+               ("activations", "activations"), ("temporaries", "temporaries"), ("peak", "step peak"))
 COLUMNS = ("name", "status", "iter", "train_loss", "val_loss", "best_val_loss", "best_iter", "params",
-           "optimizer_state_bytes", "optimizer_state_vs_adamw", "kv_cache_bytes_per_token", "peak_memory_bytes",
-           "ms_per_iter", "tokens_per_s", "wall_s", "error")
+           "optimizer_state_bytes", "optimizer_state_vs_adamw", "kv_cache_bytes_per_token",
+           *(f"step_{key}_bytes" for key, _ in STEP_MEMORY), "step_peak_phase", "activations_saved_bytes",
+           "max_rss_bytes", "ms_per_iter", "tokens_per_s", "wall_s", "error")
 
 
 def collect_run(run_dir: Path) -> dict:
@@ -38,6 +42,7 @@ def collect_run(run_dir: Path) -> dict:
     evals = sorted((r for (k, _), r in latest.items() if k == "eval"), key=lambda r: r["iter"])
     trains = [r for (k, _), r in latest.items() if k == "train"]
     memory = next((r for (k, _), r in latest.items() if k == "memory"), {})
+    step_memory = next((r for (k, _), r in latest.items() if k == "step_memory"), {})
     ends = [r for r in records if r.get("kind") == "end"]
     row = {"name": run_dir.name, "status": status.get("status", "unknown"), "overrides": status.get("overrides", {}),
            "error": status.get("error", ""), "config": config, "curve": [(r["iter"], r["val_loss"]) for r in evals]}
@@ -49,14 +54,18 @@ def collect_run(run_dir: Path) -> dict:
         row.update(params=memory["params"], optimizer_state_bytes=memory["optimizer_state_bytes"],
                    optimizer_state_vs_adamw=memory["optimizer_state_ratio"],
                    kv_cache_bytes_per_token=memory["kv_cache_bytes_per_token"])
+    if step_memory:
+        row.update({f"step_{key}_bytes": step_memory[key] for key, _ in STEP_MEMORY})
+        row.update(step_peak_phase=step_memory["peak_phase"], activations_saved_bytes=step_memory["activations_saved"])
     if trains:
         row["ms_per_iter"] = statistics.median(r["ms"] for r in trains)
         tokens = config.get("batch_size", 0) * config.get("block_size", 0) * config.get("gradient_accumulation_steps", 1)
         row["tokens_per_s"] = tokens / row["ms_per_iter"] * 1000
     if ends:
         row["wall_s"] = sum(r.get("wall_s") or 0 for r in ends)
-        peaks = [r["peak_memory_bytes"] for r in ends if r.get("peak_memory_bytes")]
-        row["peak_memory_bytes"] = max(peaks) if peaks else None
+        # the whole process's resident memory (torch itself included), not the step's tensors
+        rss = [r.get("max_rss_bytes") or r.get("peak_memory_bytes") for r in ends]
+        row["max_rss_bytes"] = max((v for v in rss if v), default=None)
     sample = run_dir / "sample.txt"
     row["sample"] = sample.read_text() if sample.is_file() else ""
     return row
@@ -102,7 +111,10 @@ def _markdown(sweep_dir: Path, rows: list[dict], grid_keys: list[str], plots: li
         if r["sample"]:
             out += ["- Sample (seed 1337, prompt newline, 300 tokens):", "", "```", r["sample"].strip("\n"), "```"]
         out.append("")
-    out += ["## Comparison", "", _comparison(rows, grid_keys), ""]
+    out += ["## Comparison", "", _comparison(rows, grid_keys), "",
+            "Memory columns: the tensors alive at the peak of one training step (the second, when the "
+            "optimizer state exists throughout), by what they are; they add up to the step peak. "
+            "`leangpt memory` estimates the same breakdown without training.", ""]
     if isinstance(plots, str):
         out += [plots, ""]
     else:
@@ -112,8 +124,8 @@ def _markdown(sweep_dir: Path, rows: list[dict], grid_keys: list[str], plots: li
 
 def _comparison(rows: list[dict], grid_keys: list[str]) -> str:
     reference = next((r for r in rows if r.get("val_loss") is not None), None)
-    head = [*grid_keys, "val loss", "Δ val vs first", "best val", "params", "optimizer state",
-            "state vs AdamW", "KV cache B/token", "peak RSS/alloc", "ms/iter", "tokens/s", "wall"]
+    head = [*grid_keys, "val loss", "Δ val vs first", "best val", "params", "state vs AdamW", "KV cache B/token",
+            *(label for _, label in STEP_MEMORY), "peak in", "ms/iter", "tokens/s", "wall"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         if r.get("val_loss") is None:
@@ -121,9 +133,10 @@ def _comparison(rows: list[dict], grid_keys: list[str]) -> str:
         else:
             cells = [str(_setting(r, k)) for k in grid_keys] + [
                 f"{r['val_loss']:.4f}", f"{r['val_loss'] - reference['val_loss']:+.4f}", f"{r['best_val_loss']:.4f}",
-                _num(r.get("params")), _bytes(r.get("optimizer_state_bytes")),
+                _num(r.get("params")),
                 f"{r['optimizer_state_vs_adamw']:.3f}x" if r.get("optimizer_state_vs_adamw") else "",
-                _num(r.get("kv_cache_bytes_per_token")), _bytes(r.get("peak_memory_bytes")),
+                _num(r.get("kv_cache_bytes_per_token")),
+                *(_bytes(r.get(f"step_{key}_bytes")) for key, _ in STEP_MEMORY), r.get("step_peak_phase", ""),
                 f"{r['ms_per_iter']:.1f}" if r.get("ms_per_iter") else "",
                 f"{r['tokens_per_s']:,.0f}" if r.get("tokens_per_s") else "",
                 f"{r['wall_s']:.0f}s" if r.get("wall_s") else ""]
@@ -168,7 +181,30 @@ def _plots(sweep_dir: Path, rows: list[dict]) -> list[str] | str:
         ax.grid(alpha=0.3)
         _save(fig, sweep_dir / name, plt)
         written.append(name)
+    memory_plot = _memory_plot(sweep_dir, rows, plt)
+    if memory_plot:
+        written.append(memory_plot)
     return written
+
+
+def _memory_plot(sweep_dir: Path, rows: list[dict], plt) -> str | None:
+    """One stacked bar per run: the step's peak, split into what the bytes are."""
+    runs = [r for r in rows if r.get("step_peak_bytes")]
+    if not runs:
+        return None
+    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(runs) + 2), 4.5))
+    bottoms = [0.0] * len(runs)
+    for key, label in STEP_MEMORY[:-1]:
+        heights = [r[f"step_{key}_bytes"] / 2**20 for r in runs]
+        ax.bar(range(len(runs)), heights, bottom=bottoms, label=label)
+        bottoms = [b + h for b, h in zip(bottoms, heights)]
+    ax.set_xticks(range(len(runs)), [_label(r) for r in runs], rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel("MiB alive at the step's peak")
+    ax.set_title("Peak memory of one training step, by category")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, axis="y")
+    _save(fig, sweep_dir / "step_memory.png", plt)
+    return "step_memory.png"
 
 
 def _save(fig, path: Path, plt) -> None:

@@ -41,8 +41,16 @@ class Run:
 
 def parse_sweep_args(argv: list[str]) -> tuple[TrainConfig, list[dict], Path]:
     """Base config, the list of per-run overrides, and the sweep directory; all validated."""
-    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
-    hints = typing.get_type_hints(TrainConfig)
+    base, runs, sweep_dir = parse_grid_args(argv, TrainConfig)
+    if not any(runs):
+        raise ConfigError("the sweep has no grid: give --grid=KEY=V1,V2 or grid/variants in the config file")
+    return base, runs, sweep_dir
+
+
+def parse_grid_args(argv: list[str], cls: type = TrainConfig) -> tuple[TrainConfig, list[dict], Path]:
+    """Like parse_sweep_args for any TrainConfig subclass; without a grid, one run of the base."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
     base_args, file_values, grid, variants, sweep_dir, files = [], {}, {}, [{}], None, []
     for arg in argv:
         if not arg.startswith("--"):
@@ -74,15 +82,13 @@ def parse_sweep_args(argv: list[str]) -> tuple[TrainConfig, list[dict], Path]:
         for key, value in variant.items():
             check_known(key, fields, source="variants")
             variant[key] = coerce(key, value, hints[key])
-    base = parse_config(TrainConfig, base_args, preset=file_values)
+    base = parse_config(cls, base_args, preset=file_values)
     if sweep_dir is None:
         stem = Path(files[-1]).stem if files else "sweep"
         sweep_dir = f"sweeps/{stem}"
     keys = list(grid)
     combos = [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
     runs = [{**variant, **combo} for variant in variants for combo in combos]
-    if not any(runs):
-        raise ConfigError("the sweep has no grid: give --grid=KEY=V1,V2 or grid/variants in the config file")
     return base, runs, Path(sweep_dir)
 
 

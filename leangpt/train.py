@@ -15,6 +15,7 @@ import signal
 import statistics
 import sys
 import time
+import contextlib
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -29,7 +30,9 @@ from .device import resolve
 from .fileio import atomic_write_json
 from .metrics import MetricsLogger
 from .model import GPT, GPTConfig
+from .memtrack import MemoryTracker
 from .optim import adamw_state_bytes, build_optimizer, state_bytes
+from .step import forward_backward, optimizer_update
 
 ARCHITECTURE_KEYS = ("n_layer", "n_head", "n_headgroup", "n_embd", "block_size", "bias", "vocab_size")
 
@@ -132,13 +135,24 @@ def _model_config(config: TrainConfig, vocab_size: int) -> GPTConfig:
                      n_headgroup=config.n_headgroup, attn_impl=config.attn_impl)
 
 
-def peak_memory_bytes(device_type: str) -> int:
-    """The peak memory of this process: CUDA allocations on a GPU, max RSS elsewhere."""
-    if device_type == "cuda":
-        return torch.cuda.max_memory_allocated()
+def max_rss_bytes() -> int:
+    """The resident memory of the whole process at its largest (torch's own libraries included)."""
     import resource
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss if sys.platform == "darwin" else rss * 1024  # bytes on macOS, KiB on Linux
+
+
+def _step_tracker(model, optimizer, config: TrainConfig, dist: Distributed) -> MemoryTracker:
+    """Tracks this process's tensors (ZeRO: this rank's share of the optimizer state)."""
+    return MemoryTracker(list(model.parameters()), optimizer.optim if config.zero else optimizer)
+
+
+def describe_step_memory(b, iteration: int) -> str:
+    from .memory import format_bytes
+    parts = [f"{name.replace('_', ' ')} {format_bytes(getattr(b, name))}"
+             for name in ("params", "grads", "optimizer_state", "activations", "temporaries")]
+    return (f"step memory (iter {iteration}, tensors alive at the peak): {format_bytes(b.peak)} = "
+            f"{' + '.join(parts)}; peak in {b.peak_phase}; saved for backward {format_bytes(b.activations_saved)}")
 
 
 def format_duration(seconds: float) -> str:
@@ -235,6 +249,7 @@ def _train(config: TrainConfig, dist: Distributed, device: str, log) -> dict:
     ckpt = None  # free the loaded tensors
 
     raw_model = model
+    raw_model.activation_checkpointing = config.activation_checkpointing
     if config.compile:
         log("compiling the model... (takes a while the first time)")
         model = torch.compile(model)
@@ -287,6 +302,11 @@ def _train(config: TrainConfig, dist: Distributed, device: str, log) -> dict:
     result = {"status": "finished", "train_loss": None, "val_loss": None, "iter": iter_num}
     all_ms: list[float] = []
     memory_reported = False
+    # the second step of this process is the first whose optimizer state exists throughout: the
+    # steady state of every later step. Compiled kernels are not what the tracker would see.
+    tracked_iter = -1 if config.compile else iter_num + 1
+    if config.compile:
+        log("step memory: not tracked under compile=True; `leangpt memory` with the same keys estimates the eager step")
     started = time.time()
     if iter_num >= config.max_iters and not config.eval_only:
         log(f"the checkpoint is at iter {iter_num}, not before max_iters={config.max_iters}: nothing to train")
@@ -315,33 +335,24 @@ def _train(config: TrainConfig, dist: Distributed, device: str, log) -> dict:
             for group in optimizer.param_groups:
                 group["lr"] = lr * group.get("lr_scale", 1.0)
             t0 = time.perf_counter()
-            loss_sum = torch.zeros((), device=runtime.device)
-            for micro_step in range(grad_accum):
-                if dist.enabled:
-                    model.require_backward_grad_sync = micro_step == grad_accum - 1
-                x, y = (t.to(runtime.device, non_blocking=True) for t in samplers["train"].next_batch())
-                with runtime.autocast():
-                    _, loss = model(x, y)
-                    loss = loss / grad_accum
-                loss_sum += loss.detach()
-                scaler.scale(loss).backward()
-            loss_value = loss_sum.item()
-            if dist.enabled:  # one collective: every rank must agree to stop, for a fault or Ctrl-C
-                flags = torch.tensor([loss_value, float(interrupt["requested"])], dtype=torch.float64,
-                                     device=runtime.device)
-                torch.distributed.all_reduce(flags)
-                loss_value = flags[0].item() / dist.world_size
-                interrupt["requested"] = flags[1].item() > 0
-            if not math.isfinite(loss_value):
-                optimizer.zero_grad(set_to_none=True)
-                raise TrainingError(f"loss is {loss_value} at iter {iter_num}; training stopped "
-                                    f"(the last checkpoint in {out_dir} is intact)")
-            if config.grad_clip > 0:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            optimizer.zero_grad(set_to_none=True)
+            tracker = _step_tracker(raw_model, optimizer, config, dist) if iter_num == tracked_iter else None
+            with tracker or contextlib.nullcontext():
+                phase = tracker.phase if tracker else (lambda _: None)
+                loss_sum = forward_backward(model, samplers["train"].next_batch, grad_accum, runtime, scaler,
+                                            ddp=dist.enabled, phase=phase)
+                loss_value = loss_sum.item()
+                if dist.enabled:  # one collective: every rank must agree to stop, for a fault or Ctrl-C
+                    flags = torch.tensor([loss_value, float(interrupt["requested"])], dtype=torch.float64,
+                                         device=runtime.device)
+                    torch.distributed.all_reduce(flags)
+                    loss_value = flags[0].item() / dist.world_size
+                    interrupt["requested"] = flags[1].item() > 0
+                if not math.isfinite(loss_value):
+                    optimizer.zero_grad(set_to_none=True)
+                    raise TrainingError(f"loss is {loss_value} at iter {iter_num}; training stopped "
+                                        f"(the last checkpoint in {out_dir} is intact)")
+                optimizer_update(model, optimizer, scaler, config.grad_clip, phase=phase)
+                phase("done")
             dt_ms = (time.perf_counter() - t0) * 1000
             iter_num += 1
             all_ms.append(dt_ms)
@@ -365,6 +376,13 @@ def _train(config: TrainConfig, dist: Distributed, device: str, log) -> dict:
                                  "optimizer_state_ratio": opt_bytes / baseline, "kv_cache_bytes_per_token": kv_bytes,
                                  "optimizer_state_bytes_per_rank": per_rank})
 
+            if tracker is not None:
+                breakdown = tracker.breakdown()
+                log(describe_step_memory(breakdown, iter_num - 1))
+                result["step_memory"] = breakdown.as_dict()
+                if metrics:
+                    metrics.log({"kind": "step_memory", "iter": iter_num - 1, **breakdown.as_dict()})
+
             if (iter_num - 1) % config.log_interval == 0:
                 eta = statistics.median(all_ms[-50:]) / 1000 * (config.max_iters - iter_num)
                 log(f"iter {iter_num - 1}: loss {loss_value:.4f}, time {dt_ms:.2f}ms, "
@@ -382,11 +400,14 @@ def _train(config: TrainConfig, dist: Distributed, device: str, log) -> dict:
 
     result.update(iter=iter_num, wall_s=time.time() - started, best_val_loss=best_val_loss,
                   median_ms_per_iter=statistics.median(all_ms) if all_ms else None,
-                  peak_memory_bytes=peak_memory_bytes(runtime.device_type))
+                  max_rss_bytes=max_rss_bytes())
+    if runtime.device_type == "cuda":
+        result["cuda_max_allocated_bytes"] = torch.cuda.max_memory_allocated()
     if metrics:
         metrics.log({"kind": "end", "iter": iter_num, "status": result["status"], "wall_s": result["wall_s"],
                      "median_ms_per_iter": result["median_ms_per_iter"],
                      "tokens_per_s": tokens_per_iter / result["median_ms_per_iter"] * 1000 if all_ms else None,
-                     "peak_memory_bytes": result["peak_memory_bytes"]})
+                     "max_rss_bytes": result["max_rss_bytes"],
+                     "cuda_max_allocated_bytes": result.get("cuda_max_allocated_bytes")})
         metrics.close()
     return result

@@ -101,6 +101,21 @@ def test_two_ranks_equal_one_process(tiny_data, tmp_path, tmp_path_factory, vari
         shares = per_rank["optimizer_state_bytes_per_rank"]
         assert len(shares) == 2 and all(0 < b < 0.8 * sum(shares) for b in shares)
         assert "per rank:" in printed
+        # leangpt memory's ZeRO partition gives the larger rank's state exactly
+        from leangpt.memory import MemoryConfig, step_memory
+        estimate = step_memory(MemoryConfig(data_dir=str(tiny_data), dataset="tiny", n_layer=2, n_head=4, n_embd=32,
+                                            block_size=16, batch_size=4, optimizer_variant=variant,
+                                            n_headgroup=n_headgroup, world_size=2, gradient_accumulation_steps=2,
+                                            zero=True))
+        assert estimate.optimizer_state == max(shares)
+
+
+def test_activation_checkpointing_under_ddp_equals_one_process(tiny_data, tmp_path, tmp_path_factory):
+    reference = single_run(tiny_data, tmp_path_factory, "adamw", 2)
+    out = str(tmp_path / "ddp")
+    launch(common_args(tiny_data, out, optimizer_variant="adamw", n_headgroup=2, batch_size=4,
+                       gradient_accumulation_steps=2, activation_checkpointing=True), world_size=2)
+    assert_same_losses(metrics(out), reference)
 
 
 def test_resume_under_ddp_and_on_one_process(tiny_data, tmp_path, tmp_path_factory):

@@ -30,7 +30,8 @@ def test_grid_sweep_writes_every_file(base_file, tmp_path):
     assert [r["name"] for r in rows] == ["n_headgroup=1,optimizer_variant=adamw", "n_headgroup=1,optimizer_variant=adamsn",
                                          "n_headgroup=2,optimizer_variant=adamw", "n_headgroup=2,optimizer_variant=adamsn"]
     for column in ("n_headgroup", "optimizer_variant", "train_loss", "val_loss", "best_val_loss", "params",
-                   "optimizer_state_bytes", "kv_cache_bytes_per_token", "peak_memory_bytes", "ms_per_iter",
+                   "optimizer_state_bytes", "kv_cache_bytes_per_token", "step_peak_bytes", "step_params_bytes",
+                   "step_optimizer_state_bytes", "activations_saved_bytes", "max_rss_bytes", "ms_per_iter",
                    "tokens_per_s", "wall_s"):
         assert all(r[column] != "" for r in rows), column
     assert all(r["status"] == "finished" and r["iter"] == "6" for r in rows)
@@ -44,7 +45,9 @@ def test_grid_sweep_writes_every_file(base_file, tmp_path):
     assert f"step 6: train loss {float(rows[0]['train_loss']):.4f}, val loss {float(rows[0]['val_loss']):.4f}" in printed
     results = json.loads((out / "results.json").read_text())
     assert len(results) == 4 and all(r["sample"].startswith("\n") and len(r["sample"]) == 301 for r in results)
-    for png in ("val_loss.png", "val_loss_vs_optimizer_state.png", "val_loss_vs_kv_cache.png"):
+    peak = {r["optimizer_variant"] + r["n_headgroup"]: int(r["step_peak_bytes"]) for r in rows}
+    assert peak["adamsn1"] < peak["adamw1"]  # the smaller state lowers the step's peak too
+    for png in ("val_loss.png", "val_loss_vs_optimizer_state.png", "val_loss_vs_kv_cache.png", "step_memory.png"):
         assert (out / png).read_bytes()[:8] == PNG
     report = (out / "report.md").read_text()
     assert report.count("- Final losses: `step 6: train loss") == 4 and "## Comparison" in report

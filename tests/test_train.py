@@ -206,3 +206,43 @@ def test_resume_from_an_upstream_nanogpt_checkpoint(tiny_data, tmp_path):
     assert load_meta(tiny_data / "tiny" / "meta.pkl")["vocab_size"] == vocab
     result, lines = run_train(tiny_config(tiny_data, out, max_iters=8, init_from="resume"))
     assert result["iter"] == 8 and any(l.startswith("note: this checkpoint holds no RNG state") for l in lines)
+
+
+@pytest.mark.parametrize("n_headgroup", [1, 2])
+def test_activation_checkpointing_trains_the_same_losses(tiny_data, tmp_path, n_headgroup):
+    """Recomputing each block in the backward replays its dropout masks: 20 iterations, same losses."""
+    from leangpt.metrics import read_metrics
+    base = dict(n_headgroup=n_headgroup, dropout=0.1, max_iters=20, eval_interval=10)
+    run_train(tiny_config(tiny_data, tmp_path / "plain", **base))
+    run_train(tiny_config(tiny_data, tmp_path / "ckpt", activation_checkpointing=True, **base))
+    curves = [[r["loss"] for r in read_metrics(tmp_path / d / "metrics.jsonl") if r["kind"] == "train"]
+              for d in ("plain", "ckpt")]
+    assert len(curves[0]) == 20
+    assert curves[1] == pytest.approx(curves[0], rel=1e-6, abs=1e-6)
+    memory = [[r for r in read_metrics(tmp_path / d / "metrics.jsonl") if r["kind"] == "step_memory"][0]
+              for d in ("plain", "ckpt")]
+    assert memory[1]["activations_saved"] < 0.6 * memory[0]["activations_saved"]
+
+
+def test_resume_with_activation_checkpointing_is_exact(tiny_data, tmp_path):
+    base = dict(activation_checkpointing=True, n_headgroup=2, dropout=0.1, eval_interval=5,
+                always_save_checkpoint=False)
+    _, straight = run_train(tiny_config(tiny_data, tmp_path / "a", max_iters=20, **base))
+    run_train(tiny_config(tiny_data, tmp_path / "b", max_iters=10, **base))
+    _, resumed = run_train(tiny_config(tiny_data, tmp_path / "b", max_iters=20, init_from="resume", **base))
+    straight_after = [line for line in losses(straight) if _iter_of(line) >= 10 and not line.startswith("step 10:")]
+    assert losses(resumed) == straight_after
+
+
+def test_training_reports_the_step_memory_of_its_second_step(tiny_data, tmp_path):
+    """The breakdown logged by training equals the estimate of `leangpt memory` for the same keys."""
+    from leangpt.memory import MemoryConfig, step_memory
+    from leangpt.metrics import read_metrics
+    config = tiny_config(tiny_data, tmp_path / "o", max_iters=3)
+    result, lines = run_train(config)
+    logged = [r for r in read_metrics(tmp_path / "o" / "metrics.jsonl") if r["kind"] == "step_memory"]
+    assert len(logged) == 1 and logged[0]["iter"] == 1
+    assert any(line.startswith("step memory (iter 1") for line in lines)
+    fields = {f: getattr(config, f) for f in config.__dataclass_fields__}
+    estimate = step_memory(MemoryConfig(**fields)).as_dict()
+    assert {k: logged[0][k] for k in estimate} == estimate

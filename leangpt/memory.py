@@ -1,0 +1,268 @@
+"""`leangpt memory`: where the bytes of a training step (or of generation) go, at any model size.
+
+The step is the trainer's own (`step.py`): forward and backward of each micro-batch, clipping, the
+optimizer step, gradients cleared. It is run twice and the second run is tracked, so that the
+optimizer state exists throughout, as in every step of a long run. Micro-batches after the second
+repeat the second's memory exactly (the gradients of the first are already allocated), so at most
+two are run.
+
+Estimate (the default): the model, optimizer and batch are fake tensors (FakeTensorMode), which
+carry shapes and dtypes but no data, so a 1.5B-parameter model is estimated in seconds in a few
+hundred MB. `measure=True` runs the same step with real tensors on the configured device.
+
+With `world_size > 1` the numbers are one rank's: DDP's gradient buckets (a second gradient-sized
+buffer, held for the whole run) count as gradients, and with `zero=True` the optimizer state is
+that of the rank ZeroRedundancyOptimizer's partition gives the most parameters.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from .config import ConfigError, LeanGPTError, TrainConfig, _require
+from .device import resolve
+from .memtrack import FakeScalars, MemoryBreakdown, MemoryTracker
+from .model import GPT, GPTConfig
+from .optim import optimizer_spec
+from .step import forward_backward, optimizer_update
+
+NANOGPT_VOCAB = 50304
+MAX_ESTIMATE_LAYERS = 512  # about 0.3 s a layer for an estimate: keeps one under a minute or so
+
+
+@dataclass
+class MemoryConfig(TrainConfig):
+    """Every training key, plus what only a memory estimate needs."""
+
+    vocab_size: Optional[int] = None  # None: the prepared dataset's, else nanoGPT's 50304
+    world_size: int = 1  # ranks of a torchrun job: numbers are per rank
+    measure: bool = False  # run the real step on `device` instead of estimating with fake tensors
+    generate: bool = False  # inference instead: weights + KV cache for batch_size x block_size tokens
+
+    def validate(self) -> None:
+        super().validate()
+        if self.vocab_size is not None:
+            _require(self.vocab_size >= 1, "vocab_size", self.vocab_size, "must be >= 1")
+        _require(self.world_size >= 1, "world_size", self.world_size, "must be >= 1")
+        _require(self.gradient_accumulation_steps % self.world_size == 0, "gradient_accumulation_steps",
+                 self.gradient_accumulation_steps, f"must be divisible by world_size={self.world_size} "
+                 "(each rank takes an equal share)")
+        _require(not self.zero or self.world_size >= 2, "zero", self.zero,
+                 "shards optimizer state across ranks: give --world_size=N with N >= 2")
+        if not self.measure:
+            _require(self.n_layer <= MAX_ESTIMATE_LAYERS, "n_layer", self.n_layer,
+                     f"is too deep to estimate in a minute (at most {MAX_ESTIMATE_LAYERS})")
+
+
+def resolve_vocab_size(config: MemoryConfig) -> int:
+    if config.vocab_size is not None:
+        return config.vocab_size
+    meta = Path(config.data_dir) / config.dataset / "meta.pkl"
+    if meta.is_file():
+        from .data import load_meta
+        return int(load_meta(meta)["vocab_size"])
+    return NANOGPT_VOCAB
+
+
+def _model_config(config: MemoryConfig, vocab_size: int) -> GPTConfig:
+    return GPTConfig(block_size=config.block_size, vocab_size=vocab_size, n_layer=config.n_layer,
+                     n_head=config.n_head, n_embd=config.n_embd, dropout=config.dropout, bias=config.bias,
+                     n_headgroup=config.n_headgroup, attn_impl=config.attn_impl)
+
+
+def zero_partition(params: list[torch.Tensor], world_size: int, groups: list[list[torch.Tensor]]) -> list[set[int]]:
+    """ZeroRedundancyOptimizer's partition: per group, largest tensors first, each to the rank
+    holding the fewest elements so far. Returns the ids of each rank's parameters."""
+    sizes = [0] * world_size
+    owned: list[set[int]] = [set() for _ in range(world_size)]
+    for group in groups:
+        for p in sorted(group, key=lambda t: t.numel(), reverse=True):
+            rank = sizes.index(min(sizes))
+            owned[rank].add(id(p))
+            sizes[rank] += p.numel()
+    largest = sizes.index(max(sizes))
+    return owned[largest]
+
+
+def _build_optimizer(model: GPT, config: MemoryConfig):
+    cls, groups, kwargs = optimizer_spec(model, config)
+    if config.zero:
+        mine = zero_partition(list(model.parameters()), config.world_size, [g["params"] for g in groups])
+        groups = [{**g, "params": [p for p in g["params"] if id(p) in mine]} for g in groups]
+        groups = [g for g in groups if g["params"]]
+    return cls(groups, **kwargs)
+
+
+@contextlib.contextmanager
+def _tensor_mode(fake: bool):
+    if not fake:
+        yield
+        return
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    with FakeTensorMode(), FakeScalars():
+        yield
+
+
+def step_memory(config: MemoryConfig, vocab_size: int | None = None) -> MemoryBreakdown:
+    """The breakdown of one steady-state training step of `config`."""
+    config.validate()
+    vocab_size = vocab_size or resolve_vocab_size(config)
+    runtime = resolve(config.device, config.dtype) if config.measure else resolve("cpu", _cpu_dtype(config.dtype))
+    grad_accum = min(config.gradient_accumulation_steps // config.world_size, 2)
+    with _tensor_mode(fake=not config.measure):
+        with torch.device(runtime.device):
+            model = GPT(_model_config(config, vocab_size))
+        model.activation_checkpointing = config.activation_checkpointing
+        model.train()
+        optimizer = _build_optimizer(model, config)
+        scaler = torch.amp.GradScaler(enabled=runtime.dtype == "float16")
+        shape = (config.batch_size, config.block_size)
+
+        def next_batch():
+            return (torch.randint(0, vocab_size, shape, device=runtime.device),
+                    torch.randint(0, vocab_size, shape, device=runtime.device))
+
+        def one_step(phase=lambda _: None):
+            forward_backward(model, next_batch, grad_accum, runtime, scaler, phase=phase)
+            optimizer_update(model, optimizer, scaler, config.grad_clip, phase=phase)
+
+        one_step()  # creates the optimizer state
+        params = list(model.parameters())
+        with MemoryTracker(params, optimizer) as tracker:
+            if config.world_size > 1:  # DDP's gradient buckets live as long as the model
+                buckets = torch.empty(sum(p.numel() for p in params), dtype=params[0].dtype, device=runtime.device)
+                tracker.label("grads", [buckets])
+            one_step(tracker.phase)
+            tracker.phase("done")
+        return tracker.breakdown()
+
+
+def generation_memory(config: MemoryConfig, vocab_size: int | None = None) -> MemoryBreakdown:
+    """Weights, KV cache and temporaries of generating batch_size sequences of block_size tokens:
+    a prefill of block_size - 1 prompt tokens, then one decoded token fills the cache."""
+    config.validate()
+    vocab_size = vocab_size or resolve_vocab_size(config)
+    runtime = resolve(config.device, config.dtype) if config.measure else resolve("cpu", _cpu_dtype(config.dtype))
+    with _tensor_mode(fake=not config.measure):
+        with torch.device(runtime.device):
+            model = GPT(_model_config(config, vocab_size))
+        model.eval()
+        b, t = config.batch_size, config.block_size
+        with torch.no_grad(), MemoryTracker(list(model.parameters())) as tracker:
+            cache = model.new_kv_cache(b)
+            tracker.label("kv_cache", cache.keys + cache.values)
+            with runtime.autocast():
+                tracker.phase("prefill")
+                if t > 1:
+                    model(torch.randint(0, vocab_size, (b, t - 1), device=runtime.device), cache=cache)
+                tracker.phase("decode")
+                model(torch.randint(0, vocab_size, (b, 1), device=runtime.device), cache=cache)
+            tracker.phase("done")
+        return tracker.breakdown()
+
+
+def _cpu_dtype(dtype: str) -> str:
+    """The estimate runs CPU kernels; "auto" means what a GPU would pick (bfloat16)."""
+    if dtype == "float16":
+        raise ConfigError("dtype=float16 cannot be estimated (it needs CUDA's kernels); use bfloat16, "
+                          "which has the same sizes")
+    return "bfloat16" if dtype == "auto" and torch.cuda.is_available() else ("float32" if dtype == "auto" else dtype)
+
+
+def memory(config: MemoryConfig) -> MemoryBreakdown:
+    """Estimate (or with measure=True, measure) the configured step or generation."""
+    vocab_size = resolve_vocab_size(config)
+    if config.measure:
+        _check_room(config, vocab_size)
+    return (generation_memory if config.generate else step_memory)(config, vocab_size)
+
+
+def _check_room(config: MemoryConfig, vocab_size: int) -> None:
+    """Refuse a measurement that would not fit, before allocating it."""
+    estimate = memory(dataclasses.replace(config, measure=False, vocab_size=vocab_size)).peak
+    runtime = resolve(config.device, config.dtype)
+    if runtime.device_type == "cuda":
+        free = torch.cuda.mem_get_info(torch.device(runtime.device))[0]
+    else:
+        free = _available_ram()
+    if free is not None and estimate > 0.9 * free:
+        raise LeanGPTError(f"measure=True needs about {format_bytes(estimate)} but {runtime.device} has "
+                           f"{format_bytes(free)} free; drop --measure=True to estimate instead")
+
+
+def _available_ram() -> int | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+# ------------------------------------------------------------------ output
+
+COLUMNS = ("params", "grads", "optimizer_state", "activations", "temporaries", "peak")
+GENERATE_COLUMNS = ("params", "kv_cache", "temporaries", "peak")
+
+
+def format_bytes(n: int) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if abs(n) >= scale:
+            return f"{n / scale:.2f} {unit}"
+    return f"{n} B"
+
+
+def table(rows: list[dict], keys: list[str], generate: bool) -> str:
+    """A plain-text table: one line per configuration."""
+    columns = GENERATE_COLUMNS if generate else COLUMNS
+    extra = ("peak in",) if generate else ("peak in", "saved for backward")
+    head = [*keys, *(c.replace("_", " ") for c in columns), *extra]
+    body = []
+    for r in rows:
+        cells = [str(r[k]) for k in keys] + [format_bytes(r[c]) for c in columns] + [r["peak_phase"]]
+        if not generate:
+            cells.append(format_bytes(r["activations_saved"]))
+        body.append(cells)
+    widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(head)]
+    lines = ["  ".join(h.rjust(w) for h, w in zip(head, widths))]
+    lines += ["  ".join(c.rjust(w) for c, w in zip(b, widths)) for b in body]
+    return "\n".join(lines)
+
+
+def memory_main(argv: list[str]) -> int:
+    from .sweep import parse_grid_args
+    as_json = "--json" in argv
+    argv = [a for a in argv if a != "--json"]
+    base, overrides, _ = parse_grid_args(argv, MemoryConfig)
+    keys = list(dict.fromkeys(k for o in overrides for k in o))
+    rows = []
+    for o in overrides:
+        config = dataclasses.replace(base, **o)
+        try:
+            config.validate()
+        except ConfigError as exc:
+            raise ConfigError(f"{', '.join(f'{k}={v}' for k, v in o.items()) or 'config'}: {exc}") from None
+        started = time.perf_counter()
+        result = memory(config).as_dict()
+        if not base.generate:
+            result.pop("kv_cache")
+        rows.append({**o, **result, "seconds": round(time.perf_counter() - started, 2)})
+    if as_json:
+        print(json.dumps(rows, indent=1))
+    else:
+        how = "measured or estimated (see measure)" if "measure" in keys else (
+            "measured" if base.measure else "estimated")
+        what = "generation" if base.generate else "one training step"
+        print(f"memory of {what}, {how}, bytes alive at the peak by category"
+              + (f" (per rank of {base.world_size})" if base.world_size > 1 else ""))
+        print(table(rows, keys, base.generate))
+    return 0
