@@ -80,7 +80,7 @@ def _model_config(config: MemoryConfig, vocab_size: int) -> GPTConfig:
 
 def zero_partition(params: list[torch.Tensor], world_size: int, groups: list[list[torch.Tensor]]) -> list[set[int]]:
     """ZeroRedundancyOptimizer's partition: per group, largest tensors first, each to the rank
-    holding the fewest elements so far. Returns the ids of each rank's parameters."""
+    holding the fewest elements so far (the lowest rank on a tie). The ids of each rank's tensors."""
     sizes = [0] * world_size
     owned: list[set[int]] = [set() for _ in range(world_size)]
     for group in groups:
@@ -88,14 +88,30 @@ def zero_partition(params: list[torch.Tensor], world_size: int, groups: list[lis
             rank = sizes.index(min(sizes))
             owned[rank].add(id(p))
             sizes[rank] += p.numel()
-    largest = sizes.index(max(sizes))
-    return owned[largest]
+    return owned
 
 
-def _build_optimizer(model: GPT, config: MemoryConfig):
+def _state_bytes_per_param(config: MemoryConfig, vocab_size: int) -> list[int]:
+    """Each parameter's optimizer-state bytes, from one step of the unsharded optimizer on fake tensors."""
+    with _tensor_mode(fake=True):
+        model = GPT(_model_config(config, vocab_size))
+        cls, groups, kwargs = optimizer_spec(model, config)
+        optimizer = cls(groups, **kwargs)
+        for p in model.parameters():
+            p.grad = torch.zeros_like(p)
+        optimizer.step()
+        return [sum(v.untyped_storage().nbytes() for v in optimizer.state[p].values() if torch.is_tensor(v))
+                for p in model.parameters()]
+
+
+def _build_optimizer(model: GPT, config: MemoryConfig, vocab_size: int):
+    """The optimizer; with ZeRO, that of the rank whose share of the state is the largest."""
     cls, groups, kwargs = optimizer_spec(model, config)
     if config.zero:
-        mine = zero_partition(list(model.parameters()), config.world_size, [g["params"] for g in groups])
+        params = list(model.parameters())
+        per_param = dict(zip(map(id, params), _state_bytes_per_param(config, vocab_size)))
+        ranks = zero_partition(params, config.world_size, [g["params"] for g in groups])
+        mine = max(ranks, key=lambda owned: sum(per_param[i] for i in owned))
         groups = [{**g, "params": [p for p in g["params"] if id(p) in mine]} for g in groups]
         groups = [g for g in groups if g["params"]]
     return cls(groups, **kwargs)
@@ -122,7 +138,7 @@ def step_memory(config: MemoryConfig, vocab_size: int | None = None) -> MemoryBr
             model = GPT(_model_config(config, vocab_size))
         model.activation_checkpointing = config.activation_checkpointing
         model.train()
-        optimizer = _build_optimizer(model, config)
+        optimizer = _build_optimizer(model, config, vocab_size)
         scaler = torch.amp.GradScaler(enabled=runtime.dtype == "float16")
         shape = (config.batch_size, config.block_size)
 
