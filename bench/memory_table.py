@@ -101,9 +101,10 @@ def plot(rows: list[dict], path: Path) -> None:
         ax.set_ylabel(f"{unit} alive at the step's peak (fp32)")
         ax.set_title(size_name, fontsize=10)
         ax.grid(alpha=0.3, axis="y")
-    axes[0].legend(fontsize=8)
-    fig.suptitle("Peak memory of one training step, by category (estimated by leangpt memory)")
-    fig.tight_layout()
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper right", ncol=len(CATEGORIES), fontsize=9)
+    fig.suptitle("Peak memory of one training step, by category (estimated by leangpt memory)", x=0.3)
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
