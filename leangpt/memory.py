@@ -35,7 +35,9 @@ from .optim import optimizer_spec
 from .step import forward_backward, optimizer_update
 
 NANOGPT_VOCAB = 50304
-MAX_ESTIMATE_LAYERS = 512  # about 0.3 s a layer for an estimate: keeps one under a minute or so
+# an estimate runs each layer once per simulated micro-batch (at most 2), twice over (warm-up and
+# tracked step): 512 such layer passes took 28-40 s on a 2-core machine, so this keeps one under a minute
+MAX_LAYER_PASSES = 512
 
 
 @dataclass
@@ -58,8 +60,15 @@ class MemoryConfig(TrainConfig):
         _require(not self.zero or self.world_size >= 2, "zero", self.zero,
                  "shards optimizer state across ranks: give --world_size=N with N >= 2")
         if not self.measure:
-            _require(self.n_layer <= MAX_ESTIMATE_LAYERS, "n_layer", self.n_layer,
-                     f"is too deep to estimate in a minute (at most {MAX_ESTIMATE_LAYERS})")
+            micro = self.simulated_micro_batches
+            _require(self.n_layer * micro <= MAX_LAYER_PASSES, "n_layer", self.n_layer,
+                     f"is too deep to estimate in a minute (at most {MAX_LAYER_PASSES // micro} with "
+                     f"{micro} micro-batch{'es' if micro > 1 else ''} per rank)")
+
+    @property
+    def simulated_micro_batches(self) -> int:
+        """Micro-batches after the second repeat its memory exactly: at most two are run."""
+        return min(self.gradient_accumulation_steps // self.world_size, 2)
 
 
 def resolve_vocab_size(config: MemoryConfig) -> int:
@@ -132,7 +141,7 @@ def step_memory(config: MemoryConfig, vocab_size: int | None = None) -> MemoryBr
     config.validate()
     vocab_size = vocab_size or resolve_vocab_size(config)
     runtime = resolve(config.device, config.dtype) if config.measure else resolve("cpu", _cpu_dtype(config.dtype))
-    grad_accum = min(config.gradient_accumulation_steps // config.world_size, 2)
+    grad_accum = config.simulated_micro_batches
     with _tensor_mode(fake=not config.measure):
         with torch.device(runtime.device):
             model = GPT(_model_config(config, vocab_size))
