@@ -46,9 +46,28 @@ def load(path: str | Path) -> dict:
     return ckpt
 
 
+# what upstream nanoGPT's GPTConfig accepts: its sample.py and train.py call GPTConfig(**model_args)
+NANOGPT_MODEL_ARGS = ("n_layer", "n_head", "n_embd", "block_size", "bias", "vocab_size", "dropout")
+
+
+def model_args(config: GPTConfig) -> dict:
+    """The checkpoint's `model_args` and `leangpt_model_args`.
+
+    `model_args` holds nanoGPT's keys only, so that an MHA checkpoint loads in upstream nanoGPT
+    unchanged; n_headgroup joins it only when it is not 1 (such a model has other shapes, and
+    nanoGPT should refuse it by name). `leangpt_model_args` holds every field.
+    """
+    full = dataclasses.asdict(config)
+    nanogpt = {k: full[k] for k in NANOGPT_MODEL_ARGS}
+    if config.n_headgroup != 1:
+        nanogpt["n_headgroup"] = config.n_headgroup
+    return {"model_args": nanogpt, "leangpt_model_args": full}
+
+
 def model_config(ckpt: dict, path: str | Path = "checkpoint") -> GPTConfig:
     known = {f.name for f in dataclasses.fields(GPTConfig)}
-    args = {k: v for k, v in ckpt["model_args"].items() if k in known}
+    saved = {**ckpt["model_args"], **(ckpt.get("leangpt_model_args") or {})}
+    args = {k: v for k, v in saved.items() if k in known}
     try:
         return GPTConfig(**args)
     except (TypeError, ValueError) as exc:

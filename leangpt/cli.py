@@ -73,22 +73,53 @@ CONFIGS = {"prepare": PrepareConfig, "train": TrainConfig, "sample": SampleConfi
            "sweep": TrainConfig, "memory": _memory_config}
 
 
-def config_help(command: str) -> str:
-    """Every key the command accepts, with its type and default."""
+USAGES = {
+    "sweep": "usage: leangpt sweep CONFIG.py [--grid=KEY=V1,V2,...]... [--key=value ...] [--sweep_dir=DIR]",
+    "memory": "usage: leangpt memory [CONFIG.py] [--key=value ...] [--grid=KEY=V1,V2,...]... [--json]",
+    "report": "usage: leangpt report SWEEP_DIR\n\nRebuild SWEEP_DIR's results.csv, results.json, report.md and plots "
+              "from its runs' metrics, without training.",
+}
+GRID_OPTIONS = {
+    "sweep": ["  --grid=KEY=V1,V2,...  one run per value; several --grid are crossed (also `grid = {...}` and "
+              "`variants = [...]` in a config file)",
+              "  --sweep_dir=DIR  where the runs and the report go (default: sweeps/<last config file's name>)"],
+    "memory": ["  --grid=KEY=V1,V2,...  one line per value; several --grid are crossed",
+               "  --json  print a JSON array instead of the table"],
+}
+
+
+def config_help(command: str, argv: list[str] = ()) -> str:
+    """Every key the command accepts, with its type and default, and its value after the config
+    files and --key=value arguments given before --help."""
     import dataclasses
     import typing
+    from .config import ConfigError
     cls = CONFIGS[command]
     if not isinstance(cls, type):  # imported on demand (the memory command pulls in torch)
         cls = cls()
+    args = [a for a in argv if a not in ("-h", "--help", "--json")]
+    current, note = {}, ""
+    if args:
+        try:
+            if command in GRID_OPTIONS:
+                from .sweep import parse_grid_args
+                current = dataclasses.asdict(parse_grid_args(args, cls)[0])
+            else:
+                current = dataclasses.asdict(parse_config(cls, args))
+        except ConfigError as exc:
+            note = f"(the values below are the defaults: {exc})"
     hints = typing.get_type_hints(cls)
-    lines = [f"usage: leangpt {command} [CONFIG.py ...] [--key=value ...]", "", "keys (default):"]
+    lines = [USAGES.get(command, f"usage: leangpt {command} [CONFIG.py ...] [--key=value ...]"), ""]
+    if command in GRID_OPTIONS:
+        lines += ["options:", *GRID_OPTIONS[command], ""]
+    lines.append("keys (value after the arguments given, type, default):" if current else "keys (default):")
+    if note:
+        lines.append(note)
     for f in dataclasses.fields(cls):
         kind = _type_name(hints[f.name])
-        lines.append(f"  --{f.name}={f.default!r}  ({kind})")
-    if command == "sweep":
-        lines[0] = "usage: leangpt sweep CONFIG.py [--grid=KEY=V1,V2,...]... [--key=value ...] [--sweep_dir=DIR]"
-    if command == "memory":
-        lines[0] = "usage: leangpt memory [CONFIG.py] [--key=value ...] [--grid=KEY=V1,V2,...]... [--json]"
+        value = current.get(f.name, f.default)
+        default = f"; default {f.default!r}" if value != f.default else ""
+        lines.append(f"  --{f.name}={value!r}  ({kind}{default})")
     return "\n".join(lines)
 
 
@@ -104,9 +135,13 @@ def _type_name(annotation) -> str:
 
 def run(command: str, argv: list[str]) -> int:
     """Run a command; user mistakes become one line on stderr and exit status 2."""
-    if command in CONFIGS and any(a in ("-h", "--help") for a in argv):
-        print(config_help(command))
-        return 0
+    if any(a in ("-h", "--help") for a in argv):
+        if command in CONFIGS:
+            print(config_help(command, argv))
+            return 0
+        if command in USAGES:
+            print(USAGES[command])
+            return 0
     try:
         return COMMANDS[command](argv) or 0
     except LeanGPTError as exc:

@@ -49,7 +49,7 @@ def convert(config: ConvertConfig, log=print) -> Path:
         "format": "leangpt-1",
         "model": state,
         "optimizer": None,
-        "model_args": dataclasses.asdict(target),
+        **checkpoint.model_args(target),
         "config": {**(ckpt.get("config") or {}), "n_headgroup": config.n_headgroup},
         "iter_num": 0,
         "best_val_loss": 1e9,

@@ -177,6 +177,62 @@ def _build_model(config: TrainConfig, ckpt: dict | None, ckpt_path: Path, vocab_
     return checkpoint.load_model(ckpt, ckpt_path, dropout=config.dropout, attn_impl=config.attn_impl), config
 
 
+# the best learning rates of the sweep on the course's seed model (README, "Optimizer results")
+TUNED_LR = {"adam": 3e-3, "adamw": 5e-3, "adamsn": 5e-2, "adafactor": 5e-2}
+
+
+def tuned_lr_hint(config: TrainConfig) -> str:
+    """One line when a variant runs far (over 5x) from the learning rate it was tuned at, else ''."""
+    variant = config.optimizer_variant
+    if variant == "adafactor" and (config.adafactor_relative_step or not config.adafactor_scale_parameter):
+        return ""  # another mode, with another lr scale: no tuned value to point at
+    tuned = TUNED_LR[variant]
+    ratio = config.learning_rate / tuned
+    if 0.2 <= ratio <= 5:
+        return ""
+    return (f"note: optimizer_variant={variant} at learning_rate={config.learning_rate:g} is {max(ratio, 1 / ratio):.0f}x "
+            f"{'below' if ratio < 1 else 'above'} its tuned {tuned:g} on the course's seed model; add "
+            f"config/tuned_{variant}.py after the config file for the tuned settings")
+
+
+SHAPE_KEYS = ("batch_size", "gradient_accumulation_steps")  # with block_size: tokens per iteration
+IGNORED_ON_RESUME = {"init_from", "out_dir", *ARCHITECTURE_KEYS}  # the architecture is the checkpoint's
+
+
+def resume_changes(saved: dict, config: TrainConfig) -> list[str]:
+    """Lines naming what the command line changed against the checkpoint's config."""
+    changed = [(k, saved[k], getattr(config, k)) for k in saved
+               if k not in IGNORED_ON_RESUME and hasattr(config, k) and saved[k] != getattr(config, k)]
+    lines = []
+    shape = [c for c in changed if c[0] in SHAPE_KEYS]
+    other = [c for c in changed if c[0] not in SHAPE_KEYS]
+    if other:
+        lines.append("resuming with settings changed from the checkpoint's: "
+                     + ", ".join(f"{k} {old!r} -> {new!r}" for k, old, new in other))
+    if shape:
+        tokens = lambda c: c.get("batch_size", 0) * c.get("gradient_accumulation_steps", 0) * c.get("block_size", 0)
+        before, after = tokens(saved), tokens(dataclasses.asdict(config))
+        lines.append("warning: " + ", ".join(f"{k} {old!r} -> {new!r}" for k, old, new in shape)
+                     + f": {before:,} -> {after:,} tokens per iteration (repeat the original values to keep them)")
+    return lines
+
+
+def _other_configuration(path: Path, config: TrainConfig) -> str:
+    """The settings of the run whose checkpoint is at `path` that differ in model or optimizer (read
+    from its config.json: loading the checkpoint itself could take gigabytes)."""
+    import json
+    try:
+        saved = json.loads((path.parent / "config.json").read_text()) if path.is_file() else {}
+    except (OSError, ValueError):  # unreadable: scratch replaces it anyway, nothing to compare
+        return ""
+    if not isinstance(saved, dict) or not saved:
+        return ""
+    keys = (*ARCHITECTURE_KEYS[:-1], "optimizer_variant")
+    if all(saved.get(k) == getattr(config, k) for k in keys):
+        return ""
+    return ", ".join(f"{k}={saved.get(k)}" for k in keys if saved.get(k) != getattr(config, k))
+
+
 def _restore_optimizer(optimizer, ckpt: dict, config: TrainConfig) -> None:
     saved_variant = (ckpt.get("config") or {}).get("optimizer_variant", "adamw")
     if saved_variant != config.optimizer_variant:
@@ -219,6 +275,16 @@ def _train(config: TrainConfig, dist: Distributed, device: str, log) -> dict:
     # ---------------------------------------------------------------- model and optimizer
     ckpt = checkpoint.load(out_dir / "ckpt.pt") if config.init_from == "resume" else None
     model, config = _build_model(config, ckpt, out_dir / "ckpt.pt", vocab_size, log)
+    if tuned_lr_hint(config):
+        log(tuned_lr_hint(config))
+    if ckpt is not None:
+        for line in resume_changes(ckpt.get("config") or {}, config):
+            log(line)
+    elif dist.master:
+        replaced = _other_configuration(out_dir / "ckpt.pt", config)
+        if replaced:
+            log(f"note: {out_dir / 'ckpt.pt'} holds a run with {replaced}; this scratch run replaces it at its "
+                f"first save (pass another --out_dir to keep it)")
     model.to(runtime.device)
     model_config = model.config
     if config.zero and not dist.enabled:
@@ -286,7 +352,7 @@ def _train(config: TrainConfig, dist: Distributed, device: str, log) -> dict:
             "format": "leangpt-1",
             "model": raw_model.state_dict(),
             "optimizer": optimizer.state_dict(),
-            "model_args": dataclasses.asdict(model_config),
+            **checkpoint.model_args(model_config),
             "config": dataclasses.asdict(config),
             "iter_num": iter_num,
             "best_val_loss": best_val_loss,

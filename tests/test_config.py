@@ -82,3 +82,23 @@ def test_sample_config_validation():
 def test_config_from_dict_ignores_unknown_keys():
     c = config_from_dict(TrainConfig, {"batch_size": 3, "some_future_key": 1})
     assert c.batch_size == 3
+
+
+def test_help_shows_the_values_a_config_file_sets(capsys):
+    from leangpt.cli import run
+    assert run("train", ["config/train_shakespeare_char.py", "--n_layer=2", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--block_size=256  (int; default 1024)" in out and "--n_layer=2  (int; default 12)" in out
+    assert "--seed=1337  (int)" in out
+
+
+def test_sweep_memory_and_report_help(capsys):
+    from leangpt.cli import run
+    assert run("sweep", ["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--grid=KEY=V1,V2" in out and "--sweep_dir=DIR" in out
+    assert run("memory", ["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--json" in out and "--world_size=1" in out and "--activation_checkpointing=False" in out
+    assert run("report", ["--help"]) == 0
+    assert capsys.readouterr().out.startswith("usage: leangpt report SWEEP_DIR")

@@ -106,3 +106,49 @@ def test_convert_errors(trained, tmp_path, capsys):
         convert(ConvertConfig(in_dir=str(trained), out_dir=str(tmp_path / "x"), n_headgroup=2))
     assert run("convert", [f"--in_dir={trained}", f"--out_dir={trained}"]) == 2
     assert "must differ from in_dir" in capsys.readouterr().err
+
+
+@dataclasses.dataclass
+class NanoGPTConfig:
+    """Upstream nanoGPT's GPTConfig, field for field: its sample.py calls GPTConfig(**model_args)."""
+    block_size: int = 1024
+    vocab_size: int = 50304
+    n_layer: int = 12
+    n_head: int = 12
+    n_embd: int = 768
+    dropout: float = 0.0
+    bias: bool = True
+
+
+def nanogpt_state_keys(c: NanoGPTConfig) -> set[str]:
+    """The parameter names of upstream nanoGPT's GPT (flash attention: no mask buffers)."""
+    suffixes = ["weight", "bias"] if c.bias else ["weight"]
+    keys = {"transformer.wte.weight", "transformer.wpe.weight", "lm_head.weight"}
+    keys |= {f"transformer.ln_f.{s}" for s in suffixes}
+    for i in range(c.n_layer):
+        for module in ("ln_1", "attn.c_attn", "attn.c_proj", "ln_2", "mlp.c_fc", "mlp.c_proj"):
+            keys |= {f"transformer.h.{i}.{module}.{s}" for s in suffixes}
+    return keys
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_mha_checkpoint_loads_in_upstream_nanogpt(tiny_data, tmp_path, bias):
+    from tests import reference
+    train(tiny_config(tiny_data, tmp_path / "o", max_iters=4, bias=bias), log=lambda _: None)
+    ckpt = torch.load(tmp_path / "o" / "ckpt.pt", map_location="cpu", weights_only=True)
+    config = NanoGPTConfig(**ckpt["model_args"])  # TypeError if a key nanoGPT does not know were there
+    assert (config.n_layer, config.n_head, config.n_embd, config.bias) == (2, 4, 32, bias)
+    state = ckpt["model"]
+    assert set(state) == nanogpt_state_keys(config)
+    assert state["transformer.h.0.attn.c_attn.weight"].shape == (3 * config.n_embd, config.n_embd)
+    idx = torch.randint(0, config.vocab_size, (2, 16))
+    model = checkpoint.load_model(ckpt)
+    expected = reference.gpt_logits(state, idx, config.n_layer, config.n_head)
+    assert torch.allclose(model(idx, idx)[0], expected, atol=1e-5)
+
+
+def test_gqa_checkpoint_is_refused_by_name_in_upstream_nanogpt(trained):
+    ckpt = torch.load(trained / "ckpt.pt", map_location="cpu", weights_only=True)
+    with pytest.raises(TypeError, match="n_headgroup"):
+        NanoGPTConfig(**ckpt["model_args"])
+    assert checkpoint.model_config(ckpt).n_headgroup == 2

@@ -246,3 +246,38 @@ def test_training_reports_the_step_memory_of_its_second_step(tiny_data, tmp_path
     fields = {f: getattr(config, f) for f in config.__dataclass_fields__}
     estimate = step_memory(MemoryConfig(**fields)).as_dict()
     assert {k: logged[0][k] for k in estimate} == estimate
+
+
+def test_resume_names_changed_settings_and_warns_on_batch_shape(tiny_data, tmp_path):
+    run_train(tiny_config(tiny_data, tmp_path / "o", max_iters=4))
+    _, lines = run_train(tiny_config(tiny_data, tmp_path / "o", max_iters=8, batch_size=8, learning_rate=1e-3,
+                                     init_from="resume"))
+    changed = [line for line in lines if line.startswith("resuming with settings changed")]
+    assert len(changed) == 1 and "learning_rate 0.003 -> 0.001" in changed[0] and "max_iters 4 -> 8" in changed[0]
+    warning = [line for line in lines if line.startswith("warning: batch_size 4 -> 8")]
+    assert len(warning) == 1 and "64 -> 128 tokens per iteration" in warning[0]
+
+
+def test_scratch_run_over_another_configuration_says_so(tiny_data, tmp_path):
+    run_train(tiny_config(tiny_data, tmp_path / "o", max_iters=2))
+    _, same = run_train(tiny_config(tiny_data, tmp_path / "o", max_iters=2))
+    assert not any(line.startswith("note:") for line in same)
+    _, other = run_train(tiny_config(tiny_data, tmp_path / "o", max_iters=2, n_headgroup=2))
+    notes = [line for line in other if line.startswith("note:")]
+    assert len(notes) == 1 and "n_headgroup=1" in notes[0] and "replaces it" in notes[0]
+
+
+def test_a_variant_far_from_its_tuned_learning_rate_gets_one_line(tiny_data, tmp_path):
+    from leangpt.config import parse_config
+    from leangpt.train import tuned_lr_hint
+    from leangpt.config import TrainConfig
+    course = ["config/train_shakespeare_char.py", "--learning_rate=1e-3"]
+    hint = tuned_lr_hint(parse_config(TrainConfig, course + ["--optimizer_variant=adamsn"]))
+    assert "50x below its tuned 0.05" in hint and "config/tuned_adamsn.py" in hint
+    assert "config/tuned_adafactor.py" in tuned_lr_hint(parse_config(TrainConfig, course + ["--optimizer_variant=adafactor"]))
+    assert tuned_lr_hint(parse_config(TrainConfig, course)) == ""  # adamw at 1e-3: 5x, within reach
+    tuned = parse_config(TrainConfig, ["config/train_shakespeare_char.py", "config/tuned_adamsn.py"])
+    assert tuned_lr_hint(tuned) == ""
+    _, lines = run_train(tiny_config(tiny_data, tmp_path / "o", max_iters=1, optimizer_variant="adafactor",
+                                     learning_rate=1e-3, min_lr=1e-4))
+    assert sum("tuned" in line for line in lines) == 1
