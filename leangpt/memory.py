@@ -55,8 +55,9 @@ class MemoryConfig(TrainConfig):
             _require(self.vocab_size >= 1, "vocab_size", self.vocab_size, "must be >= 1")
         _require(self.world_size >= 1, "world_size", self.world_size, "must be >= 1")
         _require(self.gradient_accumulation_steps % self.world_size == 0, "gradient_accumulation_steps",
-                 self.gradient_accumulation_steps, f"must be divisible by world_size={self.world_size} "
-                 "(each rank takes an equal share)")
+                 self.gradient_accumulation_steps, f"must be divisible by world_size={self.world_size} (it counts "
+                 f"the micro-batches of all ranks together): pass --gradient_accumulation_steps="
+                 f"{self.world_size * max(1, round(self.gradient_accumulation_steps / self.world_size))}")
         _require(not self.zero or self.world_size >= 2, "zero", self.zero,
                  "shards optimizer state across ranks: give --world_size=N with N >= 2")
         if not self.measure:

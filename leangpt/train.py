@@ -263,8 +263,9 @@ def _train(config: TrainConfig, dist: Distributed, device: str, log) -> dict:
     out_dir = Path(config.out_dir)
     grad_accum = config.gradient_accumulation_steps
     if grad_accum % dist.world_size:
-        raise ConfigError(f"gradient_accumulation_steps={grad_accum} must be divisible by the "
-                          f"world size {dist.world_size} (each rank takes an equal share)")
+        raise ConfigError(f"gradient_accumulation_steps={grad_accum} must be divisible by the world size "
+                          f"{dist.world_size} (it counts the micro-batches of all ranks together): pass "
+                          f"--gradient_accumulation_steps={dist.world_size * max(1, round(grad_accum / dist.world_size))}")
     grad_accum //= dist.world_size
 
     paths = dataset_paths(config.data_dir, config.dataset)

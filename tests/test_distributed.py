@@ -146,7 +146,7 @@ def test_torchrun_launch_and_accumulation_check(tiny_data, tmp_path):
                               "RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1"}, capture_output=True, text=True,
                          timeout=TIMEOUT)
     assert bad.returncode == 0  # world size 1: any accumulation works
-    with pytest.raises(AssertionError, match="must be divisible by the world size 2"):
+    with pytest.raises(AssertionError, match="must be divisible by the world size 2.*pass --gradient_accumulation_steps=4"):
         launch(common_args(tiny_data, out, gradient_accumulation_steps=3, max_iters=2), world_size=2)
 
 
