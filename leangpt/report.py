@@ -160,9 +160,9 @@ def _plots(sweep_dir: Path, rows: list[dict]) -> list[str] | str:
         ax.plot(its, losses, marker="o", markersize=3, label=_label(r))
     ax.set_xlabel("iteration")
     ax.set_ylabel("val loss")
-    ax.set_title("Validation loss")
+    ax.set_title(f"Validation loss, {_setup(done)}", fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=9)
     _save(fig, sweep_dir / "val_loss.png", plt)
     written.append("val_loss.png")
 
@@ -174,10 +174,11 @@ def _plots(sweep_dir: Path, rows: list[dict]) -> list[str] | str:
             if r.get(key) is None:
                 continue
             ax.scatter(r[key] / scale, r["val_loss"])
-            ax.annotate(_label(r), (r[key] / scale, r["val_loss"]), fontsize=6, xytext=(3, 3),
+            ax.annotate(_label(r), (r[key] / scale, r["val_loss"]), fontsize=8, xytext=(4, 4),
                         textcoords="offset points")
         ax.set_xlabel(label)
         ax.set_ylabel("final val loss")
+        ax.set_title(f"Final val loss against {label.split(' (')[0]}, {_setup(done)}", fontsize=9)
         ax.grid(alpha=0.3)
         _save(fig, sweep_dir / name, plt)
         written.append(name)
@@ -200,7 +201,7 @@ def _memory_plot(sweep_dir: Path, rows: list[dict], plt) -> str | None:
         bottoms = [b + h for b, h in zip(bottoms, heights)]
     ax.set_xticks(range(len(runs)), [_label(r) for r in runs], rotation=20, ha="right", fontsize=8)
     ax.set_ylabel("MiB alive at the step's peak")
-    ax.set_title("Peak memory of one training step, by category")
+    ax.set_title(f"Peak memory of one training step, by category, {_setup(runs)}", fontsize=9)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, axis="y")
     _save(fig, sweep_dir / "step_memory.png", plt)
@@ -226,8 +227,30 @@ def _write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
 
 
 def _label(row: dict) -> str:
-    """A short legend label: the run's name, or only its swept values when the name is long."""
-    return row["name"] if len(row["name"]) <= 32 else ", ".join(str(v) for v in row["overrides"].values())
+    """A legend label that names the swept keys (`n_headgroup=1, adamw`): an optimizer's name or a
+    value that spells its key needs no key before it."""
+    parts = []
+    for key, value in row["overrides"].items():
+        parts.append(str(value) if key == "optimizer_variant" else f"{key}={value}")
+    return ", ".join(parts) or row["name"]
+
+
+def _setup(rows: list[dict]) -> str:
+    """What the runs share, for a title: model size and iterations (`4x128, block 64, 2000 iters`)."""
+    configs = [r["config"] for r in rows if r.get("config")]
+    if not configs:
+        return ""
+    c = configs[0]
+    parts = []
+    if all(x.get("n_layer") == c.get("n_layer") and x.get("n_embd") == c.get("n_embd") for x in configs):
+        parts.append(f"{c.get('n_layer')}x{c.get('n_embd')}")
+    if all(x.get("block_size") == c.get("block_size") for x in configs):
+        parts.append(f"block {c.get('block_size')}")
+    if all(x.get("batch_size") == c.get("batch_size") for x in configs):
+        parts.append(f"batch {c.get('batch_size')}")
+    if all(x.get("max_iters") == c.get("max_iters") for x in configs):
+        parts.append(f"{c.get('max_iters')} iters")
+    return ", ".join(parts)
 
 
 def _setting(row: dict, key: str):

@@ -129,9 +129,9 @@ def read_status(run: Run) -> dict:
 class Progress:
     """One updating line on a terminal; plain lines otherwise (logs, CI)."""
 
-    def __init__(self, total_runs: int, stream=sys.stdout):
-        self.total, self.stream = total_runs, stream
-        self.tty = stream.isatty()
+    def __init__(self, total_runs: int, stream=None):
+        self.total, self.stream = total_runs, stream or sys.stdout
+        self.tty = self.stream.isatty()
         self.started = time.time()
         self.iters_done = 0  # iterations trained in this sweep invocation, for the ETA
         self.iters_left = 0
@@ -142,13 +142,16 @@ class Progress:
         self.stream.write(text + "\n")
         self.stream.flush()
 
+    def eta(self, it: int) -> str:
+        """Time left for the sweep, from this invocation's iterations per second so far."""
+        elapsed = time.time() - self.started
+        rate = elapsed / self.iters_done if self.iters_done else None
+        return format_duration(rate * (self.iters_left - it)) if rate else "?"
+
     def update(self, index: int, name: str, it: int, max_iters: int) -> None:
         if not self.tty:
             return
-        elapsed = time.time() - self.started
-        rate = elapsed / self.iters_done if self.iters_done else None
-        eta = format_duration(rate * (self.iters_left - it)) if rate else "?"
-        self.stream.write(f"\r\033[K[{index}/{self.total}] {name[:48]} iter {it}/{max_iters} | sweep ETA {eta}")
+        self.stream.write(f"\r\033[K[{index}/{self.total}] {name[:48]} iter {it}/{max_iters} | sweep ETA {self.eta(it)}")
         self.stream.flush()
 
 
@@ -168,6 +171,7 @@ def execute(run: Run, index: int, progress: Progress) -> str:
         child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True, bufsize=1,
                                  env={**os.environ, "PYTHONUNBUFFERED": "1"})
         last_it = None
+        run_started = time.time()
         with open(run.dir / "stdout.log", "w") as out:
             for line in child.stdout:
                 out.write(line)
@@ -178,7 +182,8 @@ def execute(run: Run, index: int, progress: Progress) -> str:
                     last_it = it
                     progress.update(index, run.name, it, run.config.max_iters)
                 elif line.startswith("step ") and not progress.tty:
-                    progress.line(f"    {line.strip()}")
+                    progress.line(f"    {line.strip()}  [run {format_duration(time.time() - run_started)}, "
+                                  f"sweep ETA {progress.eta(last_it or 0)}]")
         code = child.wait()
     progress.iters_left -= run.config.max_iters
     if code == 0:
@@ -191,7 +196,7 @@ def execute(run: Run, index: int, progress: Progress) -> str:
     atomic_write_json(run.dir / "run.json", {**final, "overrides": run.overrides})
     if final["status"] == "finished":
         write_sample(run)
-    progress.line(f"[{index}/{progress.total}] {run.name}: {final['status']}"
+    progress.line(f"[{index}/{progress.total}] {run.name}: {final['status']} in {format_duration(time.time() - run_started)}"
                   + (f" ({final['error']})" if "error" in final else ""))
     return final["status"]
 

@@ -12,3 +12,5 @@ input="${1:-${LEANGPT_TINYSHAKESPEARE:-}}"
   --block_size=64 --batch_size=12 --n_layer=4 --n_head=4 --n_embd=128 --max_iters=2000 --lr_decay_iters=2000 \
   --dropout=0.0
 "$py" sample.py --out_dir=out-shakespeare-char --device=cpu --num_samples=1 --max_new_tokens=500
+echo
+echo "done. Activate the environment before the README's other commands: source ${LEANGPT_VENV:-.venv}/bin/activate"

@@ -1,5 +1,6 @@
 import csv
 import json
+import re
 import os
 
 import pytest
@@ -24,8 +25,13 @@ def base_file(tiny_data, tmp_path):
     return path
 
 
-def test_grid_sweep_writes_every_file(base_file, tmp_path):
+def test_grid_sweep_writes_every_file(base_file, tmp_path, capsys):
     out = sweep([str(base_file), "--grid=optimizer_variant=adamw,adamsn", f"--sweep_dir={tmp_path / 'sw'}"])
+    # off a terminal, the plain lines carry each run's elapsed time and the sweep's ETA
+    printed_lines = capsys.readouterr().out.splitlines()
+    evals = [line for line in printed_lines if line.strip().startswith("step 6:")]
+    assert len(evals) == 4 and all(re.search(r"\[run \d+m\d\ds, sweep ETA (\d+m\d\ds|\?)\]$", e) for e in evals)
+    assert sum(bool(re.search(r": finished in \d+m\d\ds$", line)) for line in printed_lines) == 4
     rows = list(csv.DictReader(open(out / "results.csv")))
     assert [r["name"] for r in rows] == ["n_headgroup=1,optimizer_variant=adamw", "n_headgroup=1,optimizer_variant=adamsn",
                                          "n_headgroup=2,optimizer_variant=adamw", "n_headgroup=2,optimizer_variant=adamsn"]
@@ -126,3 +132,11 @@ def test_progress_bar_on_a_terminal():
     assert text.startswith("\r\033[K[1/3] n_headgroup=2 iter 50/100 | sweep ETA ") and "\n" not in text
     progress.line("done")
     assert screen.getvalue().endswith("\r\033[Kdone\n")
+
+
+def test_plot_labels_name_the_swept_keys_and_titles_the_setup():
+    from leangpt.report import _label, _setup
+    row = {"name": "x", "overrides": {"n_headgroup": 1, "optimizer_variant": "adamw"},
+           "config": {"n_layer": 4, "n_embd": 128, "block_size": 64, "batch_size": 12, "max_iters": 2000}}
+    assert _label(row) == "n_headgroup=1, adamw"
+    assert _setup([row]) == "4x128, block 64, batch 12, 2000 iters"
