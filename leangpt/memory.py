@@ -30,9 +30,10 @@ import torch
 from .config import ConfigError, LeanGPTError, TrainConfig, _require
 from .device import resolve
 from .memtrack import FakeScalars, MemoryBreakdown, MemoryTracker
-from .model import GPT, GPTConfig
+from .model import GPT
 from .optim import optimizer_spec
 from .step import forward_backward, optimizer_update
+from .train import model_config_from
 
 NANOGPT_VOCAB = 50304
 # an estimate runs each layer once per simulated micro-batch (at most 2), twice over (warm-up and
@@ -82,12 +83,6 @@ def resolve_vocab_size(config: MemoryConfig) -> int:
     return NANOGPT_VOCAB
 
 
-def _model_config(config: MemoryConfig, vocab_size: int) -> GPTConfig:
-    return GPTConfig(block_size=config.block_size, vocab_size=vocab_size, n_layer=config.n_layer,
-                     n_head=config.n_head, n_embd=config.n_embd, dropout=config.dropout, bias=config.bias,
-                     n_headgroup=config.n_headgroup, attn_impl=config.attn_impl)
-
-
 def zero_partition(params: list[torch.Tensor], world_size: int, groups: list[list[torch.Tensor]]) -> list[set[int]]:
     """ZeroRedundancyOptimizer's partition: per group, largest tensors first, each to the rank
     holding the fewest elements so far (the lowest rank on a tie). The ids of each rank's tensors."""
@@ -104,7 +99,7 @@ def zero_partition(params: list[torch.Tensor], world_size: int, groups: list[lis
 def _state_bytes_per_param(config: MemoryConfig, vocab_size: int) -> list[int]:
     """Each parameter's optimizer-state bytes, from one step of the unsharded optimizer on fake tensors."""
     with _tensor_mode(fake=True):
-        model = GPT(_model_config(config, vocab_size))
+        model = GPT(model_config_from(config, vocab_size))
         cls, groups, kwargs = optimizer_spec(model, config)
         optimizer = cls(groups, **kwargs)
         for p in model.parameters():
@@ -145,7 +140,7 @@ def step_memory(config: MemoryConfig, vocab_size: int | None = None) -> MemoryBr
     grad_accum = config.simulated_micro_batches
     with _tensor_mode(fake=not config.measure):
         with torch.device(runtime.device):
-            model = GPT(_model_config(config, vocab_size))
+            model = GPT(model_config_from(config, vocab_size))
         model.activation_checkpointing = config.activation_checkpointing
         model.train()
         optimizer = _build_optimizer(model, config, vocab_size)
@@ -179,7 +174,7 @@ def generation_memory(config: MemoryConfig, vocab_size: int | None = None) -> Me
     runtime = resolve(config.device, config.dtype) if config.measure else resolve("cpu", _cpu_dtype(config.dtype))
     with _tensor_mode(fake=not config.measure):
         with torch.device(runtime.device):
-            model = GPT(_model_config(config, vocab_size))
+            model = GPT(model_config_from(config, vocab_size))
         model.eval()
         b, t = config.batch_size, config.block_size
         with torch.no_grad(), MemoryTracker(list(model.parameters())) as tracker:

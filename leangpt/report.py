@@ -270,6 +270,5 @@ def _num(n) -> str:
 
 
 def _bytes(n) -> str:
-    if not n:
-        return ""
-    return f"{n / 2**20:.2f} MiB" if n >= 2**20 else f"{n / 1024:.1f} KiB"
+    from .memory import format_bytes
+    return "" if n is None else format_bytes(n)

@@ -129,7 +129,8 @@ def estimate_loss(model, samplers: dict[str, BatchSampler], eval_iters: int, run
     return out
 
 
-def _model_config(config: TrainConfig, vocab_size: int) -> GPTConfig:
+def model_config_from(config: TrainConfig, vocab_size: int) -> GPTConfig:
+    """The model a training config describes, for a dataset of `vocab_size` tokens."""
     return GPTConfig(block_size=config.block_size, vocab_size=vocab_size, n_layer=config.n_layer,
                      n_head=config.n_head, n_embd=config.n_embd, dropout=config.dropout, bias=config.bias,
                      n_headgroup=config.n_headgroup, attn_impl=config.attn_impl)
@@ -165,7 +166,7 @@ def format_duration(seconds: float) -> str:
 def _build_model(config: TrainConfig, ckpt: dict | None, ckpt_path: Path, vocab_size: int, log) -> tuple[GPT, TrainConfig]:
     """A fresh model, or the checkpoint's: then its architecture wins over the config's."""
     if ckpt is None:
-        return GPT(_model_config(config, vocab_size)), config
+        return GPT(model_config_from(config, vocab_size)), config
     saved = checkpoint.model_config(ckpt, ckpt_path)
     if saved.vocab_size != vocab_size:
         raise CheckpointError(f"{ckpt_path} has vocab_size={saved.vocab_size} but dataset "

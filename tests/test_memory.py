@@ -67,11 +67,12 @@ def _profiler_peak(run) -> int:
 def test_measured_peak_matches_the_profilers_allocator_record(variant, dtype, headgroup):
     pytest.importorskip("torch.profiler._memory_profiler", reason="torch's memory profiler is private API")
     from leangpt.device import resolve
-    from leangpt.memory import _build_optimizer, _model_config
+    from leangpt.memory import _build_optimizer
+    from leangpt.train import model_config_from
     from leangpt.step import forward_backward, optimizer_update
     config = memory_config(SEED, optimizer_variant=variant, dtype=dtype, n_headgroup=headgroup, measure=True)
     torch.manual_seed(0)
-    model = GPT(_model_config(config, 65))
+    model = GPT(model_config_from(config, 65))
     optimizer = _build_optimizer(model, config, 65)
     runtime, scaler = resolve("cpu", dtype), torch.amp.GradScaler(enabled=False)
 
