@@ -121,9 +121,7 @@ class TrainConfig:
         _require(self.eps >= 0, "eps", self.eps, "must be >= 0")
         _require(self.grad_clip >= 0, "grad_clip", self.grad_clip, "must be >= 0 (0 disables)")
         _require(self.warmup_iters >= 0, "warmup_iters", self.warmup_iters, "must be >= 0")
-        if self.decay_lr:
-            _require(self.lr_decay_iters > self.warmup_iters, "lr_decay_iters", self.lr_decay_iters,
-                     f"must be > warmup_iters={self.warmup_iters} when decay_lr=True")
+        _require(self.lr_decay_iters >= 0, "lr_decay_iters", self.lr_decay_iters, "must be >= 0")
         _require(math.isfinite(self.adamsn_dense_lr_ratio) and self.adamsn_dense_lr_ratio > 0,
                  "adamsn_dense_lr_ratio", self.adamsn_dense_lr_ratio, "must be a finite number > 0")
         if self.adafactor_beta1 is not None:

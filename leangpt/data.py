@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from .config import LeanGPTError
-from .fileio import atomic_write_bytes
+from .fileio import atomic_write_set
 
 SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 
@@ -51,14 +51,22 @@ class CharTokenizer:
         return "".join(self.itos[int(i)] for i in ids)
 
 
+class _PlainDataUnpickler(pickle.Unpickler):
+    """Reads only what nanoGPT's meta.pkl holds (dicts, strings, ints): pickle encodes those
+    without naming any class, so refusing every class refuses code and nothing else."""
+
+    def find_class(self, module, name):
+        raise pickle.UnpicklingError(f"it names {module}.{name}; a meta.pkl holds plain data only")
+
+
 def load_meta(meta_path: str | Path) -> dict:
     try:
         with open(meta_path, "rb") as f:
-            meta = pickle.load(f)
+            meta = _PlainDataUnpickler(f).load()
     except FileNotFoundError:
         raise DataError(f"{meta_path} not found; prepare the dataset first (leangpt prepare)") from None
     except Exception as exc:
-        raise DataError(f"{meta_path} is not a readable meta.pkl: {exc}") from None
+        raise DataError(f"{meta_path} is not a plain-data meta.pkl, refused: {exc}") from None
     if not isinstance(meta, dict) or not {"vocab_size", "stoi", "itos"} <= set(meta):
         raise DataError(f"{meta_path} lacks vocab_size/stoi/itos")
     return meta
@@ -85,16 +93,15 @@ def prepare_dataset(text: str, out_dir: str | Path, val_fraction: float = 0.1) -
     if len(text) < 2:
         raise DataError("the input text is empty or a single character; nothing to train on")
     tokenizer = CharTokenizer.from_text(text)
-    if tokenizer.vocab_size > 65535:
+    if tokenizer.vocab_size > 65536:  # ids 0..65535
         raise DataError(f"{tokenizer.vocab_size} distinct characters do not fit uint16 token ids")
     split = int(len(text) * (1 - val_fraction))
     ids = np.array(tokenizer.encode(text), dtype=np.uint16)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(out / "train.bin", ids[:split].tobytes())
-    atomic_write_bytes(out / "val.bin", ids[split:].tobytes())
     meta = {"vocab_size": tokenizer.vocab_size, "stoi": tokenizer.stoi, "itos": tokenizer.itos}
-    atomic_write_bytes(out / "meta.pkl", pickle.dumps(meta))
+    # all three are written before any replaces its old version: a failed write leaves the old set
+    atomic_write_set({out / "train.bin": ids[:split].tobytes(), out / "val.bin": ids[split:].tobytes(),
+                      out / "meta.pkl": pickle.dumps(meta)})
     return {"vocab_size": tokenizer.vocab_size, "train_tokens": split, "val_tokens": len(ids) - split}
 
 
@@ -107,7 +114,7 @@ class BatchSampler:
     """
 
     def __init__(self, bin_path: str | Path, block_size: int, batch_size: int, seed: int,
-                 rank: int = 0, world_size: int = 1):
+                 rank: int = 0, world_size: int = 1, vocab_size: int | None = None):
         self.bin_path = Path(bin_path)
         if not self.bin_path.is_file():
             raise DataError(f"{self.bin_path} not found")
@@ -117,6 +124,7 @@ class BatchSampler:
                             "use a smaller block_size or more text")
         self.block_size, self.batch_size = block_size, batch_size
         self.rank, self.world_size = rank, world_size
+        self.vocab_size = vocab_size  # ids at or above it mean a file prepared with another meta.pkl
         self.generator = torch.Generator().manual_seed(seed)
 
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -125,9 +133,11 @@ class BatchSampler:
         ix = torch.randint(self.n_tokens - self.block_size, (self.batch_size * self.world_size,),
                            generator=self.generator)
         ix = ix[self.rank * self.batch_size:(self.rank + 1) * self.batch_size].tolist()
-        x = torch.from_numpy(np.stack([data[i:i + self.block_size] for i in ix]).astype(np.int64))
-        y = torch.from_numpy(np.stack([data[i + 1:i + 1 + self.block_size] for i in ix]).astype(np.int64))
-        return x, y
+        windows = np.stack([data[i:i + self.block_size + 1] for i in ix]).astype(np.int64)
+        if self.vocab_size is not None and windows.max() >= self.vocab_size:
+            raise DataError(f"{self.bin_path} holds token id {windows.max()}, not below the vocabulary size "
+                            f"{self.vocab_size} of its meta.pkl: prepare the dataset again")
+        return torch.from_numpy(windows[:, :-1].copy()), torch.from_numpy(windows[:, 1:].copy())
 
     def state_dict(self) -> dict:
         return {"generator": self.generator.get_state()}

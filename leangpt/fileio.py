@@ -12,20 +12,51 @@ from pathlib import Path
 from typing import Callable, IO
 
 
-def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
-    path = Path(path)
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _write_temporary(path: Path, write: Callable[[IO[bytes]], None]) -> str:
+    """A complete, synced temporary file beside `path`, with the mode a plain open() would give."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600: others could not read a checkpoint
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    return tmp
+
+
+def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
+    path = Path(path)
+    tmp = _write_temporary(path, write)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def atomic_write_set(files: dict[Path, bytes]) -> None:
+    """Write every file before replacing any: a failure leaves all the old versions in place."""
+    written: dict[Path, str] = {}
+    try:
+        for path, payload in files.items():
+            written[Path(path)] = _write_temporary(Path(path), lambda f, p=payload: f.write(p))
+    except BaseException:
+        for tmp in written.values():
+            os.unlink(tmp)
+        raise
+    for path, tmp in written.items():
+        os.replace(tmp, path)
 
 
 def atomic_write_bytes(path: str | Path, payload: bytes) -> None:

@@ -21,6 +21,8 @@ def tokenizer_for(ckpt: dict, data_dir: str) -> CharTokenizer:
     dataset = (ckpt.get("config") or {}).get("dataset")
     if not dataset:
         raise DataError("the checkpoint names no dataset, so its vocabulary is unknown")
+    if not isinstance(dataset, str) or "/" in dataset or "\\" in dataset or dataset in (".", ".."):
+        raise DataError(f"the checkpoint's dataset {dataset!r} is not a plain name under data_dir; refused")
     return CharTokenizer.from_meta(Path(data_dir) / dataset / "meta.pkl")
 
 

@@ -234,7 +234,13 @@ def sweep(argv: list[str]) -> Path:
 
 
 def sweep_main(argv: list[str]) -> int:
-    sweep(argv)
+    """Exit status 1 when a run failed (after the other runs and the report), else 0."""
+    from .report import collect
+    rows = collect(sweep(argv))
+    failed = [r["name"] for r in rows if r["status"] == "failed"]
+    if failed:
+        print(f"{len(failed)} of {len(rows)} runs failed: {', '.join(failed)} (errors in report.md)", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -31,7 +31,7 @@ from .fileio import atomic_write_json
 from .metrics import MetricsLogger
 from .model import GPT, GPTConfig
 from .memtrack import MemoryTracker
-from .optim import adamw_state_bytes, build_optimizer, state_bytes
+from .optim import adamw_state_bytes, build_optimizer, optimizer_spec, state_bytes
 from .step import forward_backward, optimizer_update
 
 ARCHITECTURE_KEYS = ("n_layer", "n_head", "n_headgroup", "n_embd", "block_size", "bias", "vocab_size")
@@ -47,7 +47,9 @@ def get_lr(it: int, config: TrainConfig) -> float:
         return config.learning_rate
     if it < config.warmup_iters:
         return config.learning_rate * (it + 1) / (config.warmup_iters + 1)
-    if it > config.lr_decay_iters:
+    # a decay horizon inside the warmup (a short debugging run): nanoGPT's order of checks warms up
+    # to warmup_iters, then holds min_lr; its cosine would divide by zero at it == both
+    if it > config.lr_decay_iters or config.lr_decay_iters <= config.warmup_iters:
         return config.min_lr
     ratio = (it - config.warmup_iters) / (config.lr_decay_iters - config.warmup_iters)
     coeff = 0.5 * (1.0 + math.cos(math.pi * ratio))
@@ -163,14 +165,20 @@ def format_duration(seconds: float) -> str:
     return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
 
 
-def _build_model(config: TrainConfig, ckpt: dict | None, ckpt_path: Path, vocab_size: int, log) -> tuple[GPT, TrainConfig]:
+def _build_model(config: TrainConfig, ckpt: dict | None, ckpt_path: Path, meta: dict, log) -> tuple[GPT, TrainConfig]:
     """A fresh model, or the checkpoint's: then its architecture wins over the config's."""
+    vocab_size = meta["vocab_size"]
     if ckpt is None:
         return GPT(model_config_from(config, vocab_size)), config
     saved = checkpoint.model_config(ckpt, ckpt_path)
     if saved.vocab_size != vocab_size:
         raise CheckpointError(f"{ckpt_path} has vocab_size={saved.vocab_size} but dataset "
                               f"{config.dataset!r} has {vocab_size}")
+    saved_stoi = (ckpt.get("meta") or {}).get("stoi")
+    if saved_stoi is not None and saved_stoi != meta["stoi"]:
+        differ = sum(saved_stoi.get(ch) != i for ch, i in meta["stoi"].items())
+        raise CheckpointError(f"{ckpt_path} was trained on another vocabulary than dataset {config.dataset!r} "
+                              f"({differ} of its {vocab_size} characters have other ids)")
     changed = [k for k in ARCHITECTURE_KEYS if k != "vocab_size" and getattr(saved, k) != getattr(config, k)]
     if changed:
         log("resuming with the checkpoint's architecture: " + ", ".join(f"{k}={getattr(saved, k)}" for k in changed))
@@ -234,7 +242,9 @@ def _other_configuration(path: Path, config: TrainConfig) -> str:
     return ", ".join(f"{k}={saved.get(k)}" for k in keys if saved.get(k) != getattr(config, k))
 
 
-def _restore_optimizer(optimizer, ckpt: dict, config: TrainConfig) -> None:
+def _restore_optimizer(optimizer, ckpt: dict, config: TrainConfig, model: GPT) -> None:
+    """The checkpoint's moments, with the hyper-parameters the command line gives now (betas, eps,
+    weight decay, ...: load_state_dict would bring back the checkpoint's; resume_changes names them)."""
     saved_variant = (ckpt.get("config") or {}).get("optimizer_variant", "adamw")
     if saved_variant != config.optimizer_variant:
         raise CheckpointError(f"the checkpoint's optimizer state is {saved_variant}, not optimizer_variant="
@@ -243,6 +253,9 @@ def _restore_optimizer(optimizer, ckpt: dict, config: TrainConfig) -> None:
         optimizer.load_state_dict(ckpt["optimizer"])
     except (ValueError, KeyError, RuntimeError) as exc:
         raise CheckpointError(f"the checkpoint's optimizer state does not fit this model: {exc}") from None
+    _, fresh_groups, defaults = optimizer_spec(model, config)
+    for group, fresh in zip(optimizer.param_groups, fresh_groups):
+        group.update({k: v for k, v in {**defaults, **fresh}.items() if k not in ("params", "lr")})
 
 
 def train(config: TrainConfig, log=print) -> dict:
@@ -276,9 +289,12 @@ def _train(config: TrainConfig, dist: Distributed, device: str, log) -> dict:
 
     # ---------------------------------------------------------------- model and optimizer
     ckpt = checkpoint.load(out_dir / "ckpt.pt") if config.init_from == "resume" else None
-    model, config = _build_model(config, ckpt, out_dir / "ckpt.pt", vocab_size, log)
+    model, config = _build_model(config, ckpt, out_dir / "ckpt.pt", meta, log)
     if tuned_lr_hint(config):
         log(tuned_lr_hint(config))
+    if config.decay_lr and config.lr_decay_iters <= config.warmup_iters:
+        log(f"note: lr_decay_iters={config.lr_decay_iters} <= warmup_iters={config.warmup_iters}: the learning rate "
+            f"warms up for {config.warmup_iters} iterations, then stays at min_lr (as in nanoGPT)")
     if ckpt is not None:
         for line in resume_changes(ckpt.get("config") or {}, config):
             log(line)
@@ -293,17 +309,18 @@ def _train(config: TrainConfig, dist: Distributed, device: str, log) -> dict:
         raise ConfigError("zero=True shards optimizer state across processes: launch with torchrun and >= 2 processes")
     optimizer = build_optimizer(model, config, zero=config.zero)
     if ckpt is not None and ckpt.get("optimizer") is not None:
-        _restore_optimizer(optimizer, ckpt, config)
+        _restore_optimizer(optimizer, ckpt, config, model)
     scaler = torch.amp.GradScaler(enabled=runtime.dtype == "float16")
 
     iter_num = int(ckpt.get("iter_num", 0)) if ckpt else 0
     best_val_loss = float(ckpt.get("best_val_loss", 1e9)) if ckpt else 1e9
-    skip_eval_at = iter_num if ckpt and ckpt.get("eval_done", True) else -1
+    # a resumed run has already evaluated at its iteration, unless it only evaluates
+    skip_eval_at = iter_num if ckpt and ckpt.get("eval_done", True) and not config.eval_only else -1
 
     samplers = {
-        "train": BatchSampler(paths["train"], config.block_size, config.batch_size, config.seed, dist.rank, dist.world_size),
-        "eval_train": BatchSampler(paths["train"], config.block_size, config.batch_size, config.seed + 1, dist.rank, dist.world_size),
-        "eval_val": BatchSampler(paths["val"], config.block_size, config.batch_size, config.seed + 2, dist.rank, dist.world_size),
+        name: BatchSampler(paths[split], config.block_size, config.batch_size, config.seed + offset, dist.rank,
+                           dist.world_size, vocab_size)
+        for name, split, offset in (("train", "train", 0), ("eval_train", "train", 1), ("eval_val", "val", 2))
     }
     if ckpt is not None:
         if "rng" in ckpt and "samplers" in ckpt:
@@ -342,6 +359,10 @@ def _train(config: TrainConfig, dist: Distributed, device: str, log) -> dict:
 
     def save(path_name: str, eval_done: bool) -> None:
         """Called on every rank: ZeRO's state and the ranks' RNG states are gathered to rank 0."""
+        # every rank holds the same weights, so every rank stops here together, before a collective
+        if not all(torch.isfinite(p).all() for p in raw_model.parameters()):
+            raise TrainingError(f"the weights are not finite at iter {iter_num}; {path_name} was not written "
+                                f"(the last checkpoint in {out_dir} is intact)")
         rng_per_rank = [checkpoint.rng_state()]
         if dist.enabled:
             rng_per_rank = [None] * dist.world_size
@@ -380,10 +401,14 @@ def _train(config: TrainConfig, dist: Distributed, device: str, log) -> dict:
         log(f"the checkpoint is at iter {iter_num}, not before max_iters={config.max_iters}: nothing to train")
     with stop_on_sigint() as interrupt:
         while True:
-            if (iter_num % config.eval_interval == 0 or iter_num == config.max_iters) and iter_num != skip_eval_at:
+            due = iter_num % config.eval_interval == 0 or iter_num == config.max_iters or config.eval_only
+            if due and iter_num != skip_eval_at:
                 losses = estimate_loss(model, {"train": samplers["eval_train"], "val": samplers["eval_val"]},
                                        config.eval_iters, runtime, dist)
                 log(f"step {iter_num}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
+                if not (math.isfinite(losses["train"]) and math.isfinite(losses["val"])):
+                    raise TrainingError(f"the evaluation at iter {iter_num} gave a non-finite loss; training stopped "
+                                        f"without saving (the last checkpoint in {out_dir} is intact)")
                 result.update(train_loss=losses["train"], val_loss=losses["val"], iter=iter_num)
                 improved = losses["val"] < best_val_loss
                 if improved:

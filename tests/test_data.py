@@ -89,3 +89,74 @@ def test_tinyshakespeare_prepares_like_nanogpt(shakespeare_path, tmp_path):
     assert stats == {"vocab_size": 65, "train_tokens": 1_003_854, "val_tokens": 111_540}
     meta = pickle.loads((tmp_path / "sc" / "meta.pkl").read_bytes())
     assert "".join(meta["itos"][i] for i in range(13)) == "\n !$&',-.3:;?"
+
+
+def test_meta_pkl_that_would_run_code_is_refused(tmp_path):
+    import os
+    import pickle
+    from leangpt.data import load_meta
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, ("touch " + str(tmp_path / "pwned"),))
+
+    bad = tmp_path / "meta.pkl"
+    bad.write_bytes(pickle.dumps({"vocab_size": 2, "stoi": {}, "itos": {}, "x": Payload()}))
+    with pytest.raises(DataError, match="names posix.system|names os.system|plain data"):
+        load_meta(bad)
+    assert not (tmp_path / "pwned").exists()
+    # nanoGPT's own meta.pkl (plain dicts, str and int) still loads
+    good = tmp_path / "good.pkl"
+    good.write_bytes(pickle.dumps({"vocab_size": 2, "stoi": {"a": 0, "b": 1}, "itos": {0: "a", 1: "b"}}))
+    assert load_meta(good)["stoi"] == {"a": 0, "b": 1}
+
+
+def test_written_files_follow_the_umask(tmp_path):
+    import os
+    import stat
+    from leangpt.fileio import atomic_write_bytes
+    old = os.umask(0o022)
+    try:
+        atomic_write_bytes(tmp_path / "f.bin", b"x")
+        prepare_dataset("abcabc" * 20, tmp_path / "ds")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "f.bin").stat().st_mode) == 0o644
+    assert all(stat.S_IMODE((tmp_path / "ds" / n).stat().st_mode) == 0o644 for n in ("train.bin", "val.bin", "meta.pkl"))
+
+
+def test_prepare_replaces_all_three_files_or_none(tmp_path, monkeypatch):
+    from leangpt import fileio
+    prepare_dataset("abcabc" * 20, tmp_path / "ds")
+    before = {n: (tmp_path / "ds" / n).read_bytes() for n in ("train.bin", "val.bin", "meta.pkl")}
+    real = fileio._write_temporary
+    calls = []
+
+    def fail_on_second(path, write):
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        return real(path, write)
+
+    monkeypatch.setattr(fileio, "_write_temporary", fail_on_second)
+    with pytest.raises(OSError):
+        prepare_dataset("xyzxyzw" * 30, tmp_path / "ds")
+    assert {n: (tmp_path / "ds" / n).read_bytes() for n in before} == before
+    assert not [p for p in (tmp_path / "ds").iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_vocabulary_of_65536_characters_fits_uint16(tmp_path):
+    text = "".join(chr(0x4E00 + i) if i < 0x5000 else chr(0x10000 + i) for i in range(65536))
+    stats = prepare_dataset(text * 2, tmp_path / "big")
+    assert stats["vocab_size"] == 65536
+    with pytest.raises(DataError, match="do not fit uint16"):
+        prepare_dataset(text + chr(0x30000), tmp_path / "bigger")
+
+
+def test_token_ids_beyond_the_vocabulary_are_one_error(tmp_path):
+    import numpy as np
+    prepare_dataset("abcabc" * 20, tmp_path / "ds")
+    np.array([0, 1, 2, 7] * 30, dtype=np.uint16).tofile(tmp_path / "ds" / "train.bin")
+    sampler = BatchSampler(tmp_path / "ds" / "train.bin", 8, 4, seed=0, vocab_size=3)
+    with pytest.raises(DataError, match="token id 7, not below the vocabulary size 3"):
+        sampler.next_batch()

@@ -152,3 +152,10 @@ def test_gqa_checkpoint_is_refused_by_name_in_upstream_nanogpt(trained):
     with pytest.raises(TypeError, match="n_headgroup"):
         NanoGPTConfig(**ckpt["model_args"])
     assert checkpoint.model_config(ckpt).n_headgroup == 2
+
+
+@pytest.mark.parametrize("dataset", ["../elsewhere", "/etc", ".."])
+def test_a_checkpoint_cannot_point_its_vocabulary_outside_data_dir(dataset):
+    from leangpt.sample import tokenizer_for
+    with pytest.raises(DataError, match="not a plain name"):
+        tokenizer_for({"config": {"dataset": dataset}}, "data")

@@ -81,6 +81,7 @@ def test_interrupted_run_resumes_and_failed_run_is_recorded(base_file, tmp_path)
     assert failed["status"] == "failed" and "not more than block_size=4096" in failed["error"]
     assert rows["n_headgroup=1,block_size=16"]["status"] == "finished"
     assert "failed (" in (sw / "report.md").read_text()
+    assert run("sweep", args) == 1  # the command says so by its exit status, after the report
 
     # a run stopped mid-way (Ctrl-C writes ckpt.pt and run.json says interrupted) resumes from its checkpoint
     done = sw / "runs" / "n_headgroup=1,block_size=16"

@@ -281,3 +281,55 @@ def test_a_variant_far_from_its_tuned_learning_rate_gets_one_line(tiny_data, tmp
     _, lines = run_train(tiny_config(tiny_data, tmp_path / "o", max_iters=1, optimizer_variant="adafactor",
                                      learning_rate=1e-3, min_lr=1e-4))
     assert sum("tuned" in line for line in lines) == 1
+
+
+def test_a_decay_horizon_inside_the_warmup_is_accepted_as_nanogpt_runs_it(tiny_data, tmp_path):
+    c = tiny_config("d", "o", learning_rate=1.0, min_lr=0.1, warmup_iters=100, lr_decay_iters=50)
+    assert get_lr(0, c) == pytest.approx(1 / 101) and get_lr(49, c) == pytest.approx(50 / 101)
+    assert get_lr(99, c) == pytest.approx(100 / 101) and get_lr(100, c) == 0.1 and get_lr(500, c) == 0.1
+    same = tiny_config("d", "o", learning_rate=1.0, min_lr=0.1, warmup_iters=10, lr_decay_iters=10)
+    assert get_lr(10, same) == 0.1  # no division by zero where both horizons meet
+    _, lines = run_train(tiny_config(tiny_data, tmp_path / "o", max_iters=5, lr_decay_iters=5, warmup_iters=10))
+    assert any(line.startswith("note: lr_decay_iters=5 <= warmup_iters=10") for line in lines)
+
+
+def test_eval_only_on_resume_evaluates_and_prints_the_losses(tiny_data, tmp_path):
+    run_train(tiny_config(tiny_data, tmp_path / "o", max_iters=7, eval_interval=5))
+    _, lines = run_train(tiny_config(tiny_data, tmp_path / "o", max_iters=7, eval_interval=5, init_from="resume",
+                                     eval_only=True))
+    assert [line for line in lines if line.startswith("step ")] == [l for l in losses(lines) if l.startswith("step 7:")]
+    assert len([line for line in lines if line.startswith("step 7: train loss")]) == 1
+
+
+@pytest.mark.parametrize("poison", [dict(weight_decay=float("inf")),
+                                    dict(learning_rate=300.0, min_lr=0.0, grad_clip=0.0)])
+def test_a_diverged_run_never_writes_a_nonfinite_checkpoint(tiny_data, tmp_path, poison):
+    run_train(tiny_config(tiny_data, tmp_path / "o", max_iters=2, eval_interval=2))
+    before = checkpoint.load(tmp_path / "o" / "ckpt.pt")["model"]
+    with pytest.raises(TrainingError, match="intact"):
+        run_train(tiny_config(tiny_data, tmp_path / "o", max_iters=40, lr_decay_iters=40, eval_interval=1,
+                              always_save_checkpoint=True, init_from="resume", **poison))
+    after = checkpoint.load(tmp_path / "o" / "ckpt.pt")["model"]
+    assert all(torch.isfinite(v).all() for v in after.values())
+    assert all(torch.equal(before[k], after[k]) for k in before) or checkpoint.load(tmp_path / "o" / "ckpt.pt")["iter_num"] > 2
+
+
+def test_resume_applies_the_optimizer_settings_given_now(tiny_data, tmp_path):
+    run_train(tiny_config(tiny_data, tmp_path / "o", max_iters=2, eval_interval=2))
+    _, lines = run_train(tiny_config(tiny_data, tmp_path / "o", max_iters=4, eval_interval=2, init_from="resume",
+                                     beta2=0.5, eps=1e-3, weight_decay=0.0))
+    groups = checkpoint.load(tmp_path / "o" / "ckpt.pt")["optimizer"]["param_groups"]
+    assert all(g["betas"] == (0.9, 0.5) and g["eps"] == 1e-3 and g["weight_decay"] == 0.0 for g in groups)
+    changed = [line for line in lines if line.startswith("resuming with settings changed")][0]
+    assert "beta2 0.95 -> 0.5" in changed and "eps 1e-08 -> 0.001" in changed and "weight_decay 0.1 -> 0.0" in changed
+
+
+def test_resume_on_another_vocabulary_of_the_same_size_is_refused(tiny_data, tmp_path):
+    from leangpt.data import prepare_dataset
+    from tests.conftest import CORPUS
+    run_train(tiny_config(tiny_data, tmp_path / "o", max_iters=2))
+    chars = "\x01" + "".join(sorted(set(CORPUS)))[:-1]  # as many characters, most with another id
+    prepare_dataset(chars * 200, tiny_data / "other")
+    assert len(set(chars)) == len(set(CORPUS))
+    with pytest.raises(CheckpointError, match="another vocabulary"):
+        run_train(tiny_config(tiny_data, tmp_path / "o", max_iters=4, dataset="other", init_from="resume"))
