@@ -10,6 +10,7 @@ nanoGPT load too (without RNG state, so their resume is not bit-exact).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import random
 from pathlib import Path
 
@@ -27,8 +28,37 @@ class CheckpointError(LeanGPTError):
     """A missing, corrupt or incompatible checkpoint."""
 
 
+def digest(obj) -> str:
+    """SHA-256 of everything in a checkpoint but the digest itself: keys, plain values, and each
+    tensor's dtype, shape and bytes. torch.load does not check the zip's CRCs, so a flipped byte
+    inside a tensor would otherwise load as a silently different model."""
+    h = hashlib.sha256()
+
+    def walk(x):
+        if torch.is_tensor(x):
+            t = x.detach().cpu().contiguous()
+            h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        elif isinstance(x, dict):
+            for k, v in x.items():
+                if k != "digest":
+                    h.update(f"K{k!r}".encode())
+                    walk(v)
+        elif isinstance(x, (list, tuple)):
+            h.update(f"L{len(x)}".encode())
+            for v in x:
+                walk(v)
+        else:
+            h.update(f"V{x!r}".encode())
+
+    walk(obj)
+    return h.hexdigest()
+
+
 def save_atomic(obj: dict, path: str | Path) -> None:
-    """torch.save through a temporary file: an interrupted save never destroys the previous one."""
+    """torch.save through a temporary file: an interrupted save never destroys the previous one.
+    The payload carries its own digest, checked by load()."""
+    obj = {**obj, "digest": digest(obj)}
     atomic_write(path, lambda f: torch.save(obj, f))
 
 
@@ -43,6 +73,8 @@ def load(path: str | Path) -> dict:
         raise CheckpointError(f"{path} is not a readable checkpoint ({first_line})") from None
     if not isinstance(ckpt, dict) or "model" not in ckpt or "model_args" not in ckpt:
         raise CheckpointError(f"{path} is not a GPT checkpoint (no 'model' / 'model_args')")
+    if "digest" in ckpt and ckpt["digest"] != digest(ckpt):  # upstream nanoGPT's files carry none
+        raise CheckpointError(f"{path} is damaged: its contents do not match the digest stored in it")
     return ckpt
 
 

@@ -333,3 +333,19 @@ def test_resume_on_another_vocabulary_of_the_same_size_is_refused(tiny_data, tmp
     assert len(set(chars)) == len(set(CORPUS))
     with pytest.raises(CheckpointError, match="another vocabulary"):
         run_train(tiny_config(tiny_data, tmp_path / "o", max_iters=4, dataset="other", init_from="resume"))
+
+
+def test_a_damaged_checkpoint_is_one_error_naming_the_file(tiny_data, tmp_path, capsys):
+    run_train(tiny_config(tiny_data, tmp_path / "o", max_iters=2))
+    path = tmp_path / "o" / "ckpt.pt"
+    weights = checkpoint.load(path)["model"]["transformer.h.0.mlp.c_fc.weight"]
+    raw = bytearray(path.read_bytes())
+    at = raw.find(weights.numpy().tobytes()[:64])
+    assert at > 0  # torch.save stores tensor bytes uncompressed
+    raw[at + 100] ^= 0x40
+    path.write_bytes(bytes(raw))
+    with pytest.raises(CheckpointError, match="is damaged"):
+        checkpoint.load(path)
+    assert run("sample", [f"--out_dir={tmp_path / 'o'}", "--device=cpu", "--max_new_tokens=5"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and str(path) in err[0]
