@@ -8,8 +8,11 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, IO
+
+from .config import LeanGPTError
 
 
 def _umask() -> int:
@@ -65,3 +68,37 @@ def atomic_write_bytes(path: str | Path, payload: bytes) -> None:
 
 def atomic_write_json(path: str | Path, obj) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, default=str) + "\n").encode("utf-8"))
+
+
+@contextmanager
+def directory_lock(directory: str | Path, key: str = "out_dir"):
+    """Hold an exclusive lock on `directory` (its .lock file names the holder's pid) while the
+    block runs: a second trainer or sweep on the same directory gets one clear error instead of
+    mixing its files with the first's. Temporary files that killed writes left are removed."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no advisory locks, run unlocked
+        yield
+        return
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    handle = open(directory / ".lock", "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "unknown"
+        handle.close()
+        raise LeanGPTError(f"{key}={str(directory)!r} is in use by process {holder}; wait for it to finish "
+                           f"or choose another {key}") from None
+    try:
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        for stale in directory.glob(".*.tmp"):  # from writes killed mid-way; we hold the lock now
+            stale.unlink(missing_ok=True)
+        yield
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from .config import (ConfigError, LeanGPTError, SampleConfig, TrainConfig, check_known, coerce, parse_config,
                      read_config_file)
-from .fileio import atomic_write_json
+from .fileio import atomic_write_json, directory_lock
 from .train import format_duration
 
 @dataclasses.dataclass
@@ -214,7 +214,11 @@ def write_sample(run: Run, max_new_tokens: int = 300) -> None:
 def sweep(argv: list[str]) -> Path:
     base, overrides, sweep_dir = parse_sweep_args(argv)
     runs = plan(base, overrides, sweep_dir)
-    sweep_dir.mkdir(parents=True, exist_ok=True)
+    with directory_lock(sweep_dir, key="sweep_dir"):
+        return _run_sweep(argv, runs, base, sweep_dir)
+
+
+def _run_sweep(argv: list[str], runs: list[Run], base: TrainConfig, sweep_dir: Path) -> Path:
     atomic_write_json(sweep_dir / "sweep.json", {"argv": argv, "base": dataclasses.asdict(base),
                                                  "runs": [{"name": r.name, "overrides": r.overrides} for r in runs]})
     progress = Progress(len(runs))

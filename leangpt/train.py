@@ -27,7 +27,7 @@ from .checkpoint import CheckpointError
 from .config import ConfigError, LeanGPTError, TrainConfig
 from .data import BatchSampler, dataset_paths, load_meta
 from .device import resolve
-from .fileio import atomic_write_json
+from .fileio import atomic_write_json, directory_lock
 from .metrics import MetricsLogger
 from .model import GPT, GPTConfig
 from .memtrack import MemoryTracker
@@ -96,7 +96,8 @@ def setup_distributed(config: TrainConfig) -> tuple[Distributed, str]:
 
 @contextmanager
 def stop_on_sigint():
-    """The first Ctrl-C asks the loop to checkpoint and stop; a second one stops at once."""
+    """The first Ctrl-C or SIGTERM (Slurm preemption, `docker stop`, `timeout`) asks the loop to
+    checkpoint and stop; a second one stops at once."""
     state = {"requested": False}
 
     def handler(signum, frame):
@@ -105,14 +106,15 @@ def stop_on_sigint():
         state["requested"] = True
 
     try:
-        previous = signal.signal(signal.SIGINT, handler)
+        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     except ValueError:  # not the main thread: leave signals alone
         yield state
         return
     try:
         yield state
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 @torch.no_grad()
@@ -263,7 +265,9 @@ def train(config: TrainConfig, log=print) -> dict:
     config.validate()
     dist, device = setup_distributed(config)
     try:
-        result = _train(config, dist, device, log if dist.master else (lambda *_: None))
+        # rank 0 alone writes out_dir, so it alone holds the lock
+        with directory_lock(config.out_dir) if dist.master else contextlib.nullcontext():
+            result = _train(config, dist, device, log if dist.master else (lambda *_: None))
         if dist.enabled:  # no rank tears its connections down while another still works (gloo aborts)
             torch.distributed.barrier()
         return result

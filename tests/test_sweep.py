@@ -6,7 +6,7 @@ import os
 import pytest
 
 from leangpt.cli import run
-from leangpt.config import ConfigError
+from leangpt.config import ConfigError, LeanGPTError
 from leangpt.report import collect, write_report
 from leangpt.sweep import sweep
 
@@ -141,3 +141,11 @@ def test_plot_labels_name_the_swept_keys_and_titles_the_setup():
            "config": {"n_layer": 4, "n_embd": 128, "block_size": 64, "batch_size": 12, "max_iters": 2000}}
     assert _label(row) == "n_headgroup=1, adamw"
     assert _setup([row]) == "4x128, block 64, batch 12, 2000 iters"
+
+
+def test_a_second_sweep_on_the_same_sweep_dir_is_refused(base_file, tmp_path):
+    from leangpt.fileio import directory_lock
+    sw = tmp_path / "sw"
+    with directory_lock(sw, key="sweep_dir"):
+        with pytest.raises(LeanGPTError, match="sweep_dir=.* is in use by process"):
+            sweep([str(base_file), f"--sweep_dir={sw}"])

@@ -67,7 +67,8 @@ def _iter_of(line):
     return int(re.match(r"\w+ (\d+):", line).group(1))
 
 
-def test_ctrl_c_checkpoints_and_resumes_exactly(tiny_data, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_checkpoints_and_resumes_exactly(tiny_data, tmp_path, sig):
     config = tiny_config(tiny_data, tmp_path / "a", max_iters=16, eval_interval=4)
     _, straight = run_train(config)
 
@@ -76,7 +77,7 @@ def test_ctrl_c_checkpoints_and_resumes_exactly(tiny_data, tmp_path):
     def log(line):
         lines.append(line)
         if line.startswith("iter 6:"):
-            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), sig)
 
     result = train(dataclasses.replace(config, out_dir=str(tmp_path / "b")), log=log)
     assert result["status"] == "interrupted" and result["iter"] == 7
@@ -349,3 +350,23 @@ def test_a_damaged_checkpoint_is_one_error_naming_the_file(tiny_data, tmp_path, 
     assert run("sample", [f"--out_dir={tmp_path / 'o'}", "--device=cpu", "--max_new_tokens=5"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and str(path) in err[0]
+
+
+def test_a_second_trainer_on_the_same_out_dir_is_refused_and_stale_temporaries_go(tiny_data, tmp_path):
+    import subprocess
+    import sys
+    from leangpt.fileio import directory_lock
+    out = tmp_path / "o"
+    args = [sys.executable, "-m", "leangpt", "train", f"--data_dir={tiny_data}", "--dataset=tiny", f"--out_dir={out}",
+            "--device=cpu", "--compile=False", "--n_layer=1", "--n_head=2", "--n_embd=16", "--block_size=8",
+            "--batch_size=2", "--max_iters=2", "--lr_decay_iters=2", "--warmup_iters=1", "--eval_iters=1"]
+    with directory_lock(out):
+        (out / ".ckpt.pt.x1y2.tmp").write_bytes(b"left by a killed write")
+        busy = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert busy.returncode == 2
+    err = busy.stderr.strip().splitlines()
+    assert len(err) == 1 and f"is in use by process {os.getpid()}" in err[0]
+    assert (out / ".ckpt.pt.x1y2.tmp").exists() and not (out / "ckpt.pt").exists()
+    done = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert not (out / ".ckpt.pt.x1y2.tmp").exists() and (out / "ckpt.pt").exists()
