@@ -135,6 +135,7 @@ class TrainConfig:
         _require(bool(self.dataset) and "/" not in self.dataset and self.dataset not in (".", ".."),
                  "dataset", self.dataset, "must be a plain directory name under data_dir")
         _require(bool(self.out_dir), "out_dir", self.out_dir, "must not be empty")
+        _require(0 <= self.seed < 2**63 - 3, "seed", self.seed, "must be in [0, 2**63 - 3)")  # + rank, + 2
         _validate_device(self.device)
 
 
@@ -160,8 +161,9 @@ class SampleConfig:
     def validate(self) -> None:
         _require(self.num_samples >= 1, "num_samples", self.num_samples, "must be >= 1")
         _require(self.max_new_tokens >= 0, "max_new_tokens", self.max_new_tokens, "must be >= 0")
-        _require(math.isfinite(self.temperature) and self.temperature > 0, "temperature",
-                 self.temperature, "must be a finite number > 0")
+        _require(math.isfinite(self.temperature) and self.temperature >= 1e-3, "temperature",
+                 self.temperature, "must be a finite number >= 0.001 (for greedy decoding use --top_k=1)")
+        _require(0 <= self.seed < 2**63, "seed", self.seed, "must be in [0, 2**63)")
         if self.top_k is not None:
             _require(self.top_k >= 1, "top_k", self.top_k, "must be None or >= 1")
         _validate_device(self.device)

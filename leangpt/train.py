@@ -244,6 +244,16 @@ def _other_configuration(path: Path, config: TrainConfig) -> str:
     return ", ".join(f"{k}={saved.get(k)}" for k in keys if saved.get(k) != getattr(config, k))
 
 
+def _resume_counters(ckpt: dict, path: Path) -> tuple[int, float]:
+    try:
+        iter_num, best = ckpt.get("iter_num", 0), ckpt.get("best_val_loss", 1e9)
+        if isinstance(iter_num, bool) or not isinstance(iter_num, int) or iter_num < 0:
+            raise ValueError(f"iter_num={iter_num!r}")
+        return iter_num, float(best)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path} has an invalid counter: {exc}") from None
+
+
 def _restore_optimizer(optimizer, ckpt: dict, config: TrainConfig, model: GPT) -> None:
     """The checkpoint's moments, with the hyper-parameters the command line gives now (betas, eps,
     weight decay, ...: load_state_dict would bring back the checkpoint's; resume_changes names them)."""
@@ -316,8 +326,7 @@ def _train(config: TrainConfig, dist: Distributed, device: str, log) -> dict:
         _restore_optimizer(optimizer, ckpt, config, model)
     scaler = torch.amp.GradScaler(enabled=runtime.dtype == "float16")
 
-    iter_num = int(ckpt.get("iter_num", 0)) if ckpt else 0
-    best_val_loss = float(ckpt.get("best_val_loss", 1e9)) if ckpt else 1e9
+    iter_num, best_val_loss = _resume_counters(ckpt, out_dir / "ckpt.pt") if ckpt else (0, 1e9)
     # a resumed run has already evaluated at its iteration, unless it only evaluates
     skip_eval_at = iter_num if ckpt and ckpt.get("eval_done", True) and not config.eval_only else -1
 
@@ -328,11 +337,15 @@ def _train(config: TrainConfig, dist: Distributed, device: str, log) -> dict:
     }
     if ckpt is not None:
         if "rng" in ckpt and "samplers" in ckpt:
-            per_rank = ckpt.get("rng_per_rank") or [ckpt["rng"]]
-            # each rank continues its own dropout stream when the world size is unchanged
-            checkpoint.set_rng_state(per_rank[dist.rank] if len(per_rank) == dist.world_size else ckpt["rng"])
-            for name, sampler in samplers.items():
-                sampler.load_state_dict(ckpt["samplers"][name])
+            try:
+                per_rank = ckpt.get("rng_per_rank") or [ckpt["rng"]]
+                # each rank continues its own dropout stream when the world size is unchanged
+                checkpoint.set_rng_state(per_rank[dist.rank] if len(per_rank) == dist.world_size else ckpt["rng"])
+                for name, sampler in samplers.items():
+                    sampler.load_state_dict(ckpt["samplers"][name])
+            except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:
+                raise CheckpointError(f"{out_dir / 'ckpt.pt'} has unusable RNG or sampler state "
+                                      f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
         elif iter_num > 0:
             log("note: this checkpoint holds no RNG state (not written by leangpt); resume is not bit-exact")
     ckpt = None  # free the loaded tensors

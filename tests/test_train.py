@@ -370,3 +370,67 @@ def test_a_second_trainer_on_the_same_out_dir_is_refused_and_stale_temporaries_g
     done = subprocess.run(args, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert not (out / ".ckpt.pt.x1y2.tmp").exists() and (out / "ckpt.pt").exists()
+
+
+def _tiny_args(tiny_data, out, *extra):
+    return [f"--data_dir={tiny_data}", "--dataset=tiny", f"--out_dir={out}", "--device=cpu", "--compile=False",
+            "--n_layer=1", "--n_head=2", "--n_embd=16", "--block_size=8", "--batch_size=2", "--max_iters=2",
+            "--lr_decay_iters=2", "--warmup_iters=1", "--eval_iters=1", "--eval_interval=1", *extra]
+
+
+def _one_error_line(capsys, needle):
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and needle in err[0], err
+
+
+def test_filesystem_faults_are_one_line(tiny_data, tmp_path, capsys, monkeypatch):
+    (tmp_path / "afile").write_text("x")
+    assert run("train", _tiny_args(tiny_data, tmp_path / "afile")) == 2
+    _one_error_line(capsys, "afile")
+    assert run("train", _tiny_args(tmp_path / "afile", tmp_path / "o")) == 2
+    _one_error_line(capsys, "not prepared")
+    assert run("prepare", [f"--input={tmp_path}", f"--data_dir={tmp_path / 'd'}"]) == 2
+    _one_error_line(capsys, str(tmp_path))
+    # a full disk while writing the checkpoint: one line, and no temporary file left behind
+    from leangpt import fileio
+
+    def full(path, write):
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(fileio, "_write_temporary", full)
+    assert run("train", _tiny_args(tiny_data, tmp_path / "full")) == 2
+    _one_error_line(capsys, "No space left on device")
+    assert not [p for p in (tmp_path / "full").iterdir() if p.name.endswith(".tmp")]
+
+
+def _set_n_layer(c, value):
+    c["model_args"]["n_layer"] = c["leangpt_model_args"]["n_layer"] = value
+
+
+@pytest.mark.parametrize("edit,needle", [
+    (lambda c: _set_n_layer(c, "x"), "invalid model_args"),
+    (lambda c: c["samplers"].pop("eval_val"), "sampler state"),
+    (lambda c: c.update(iter_num="12"), "invalid counter"),
+    (lambda c: c.update(rng_per_rank=[{**c["rng"], "torch": torch.zeros(3)}]), "RNG"),
+])
+def test_a_hand_edited_checkpoint_is_one_line(tiny_data, tmp_path, capsys, edit, needle):
+    """Edited and saved again with a fresh digest: the damage is in the values, not the bytes."""
+    assert run("train", _tiny_args(tiny_data, tmp_path / "o")) == 0
+    path = tmp_path / "o" / "ckpt.pt"
+    ckpt = torch.load(path, weights_only=True)
+    edit(ckpt)
+    checkpoint.save_atomic({k: v for k, v in ckpt.items() if k != "digest"}, path)
+    capsys.readouterr()
+    assert run("train", _tiny_args(tiny_data, tmp_path / "o", "--init_from=resume", "--max_iters=4",
+                                   "--lr_decay_iters=4")) == 2
+    _one_error_line(capsys, needle)
+
+
+@pytest.mark.parametrize("command,args,key", [
+    ("sample", ["--temperature=1e-45"], "temperature"),
+    ("sample", [f"--seed={2**64}"], "seed"),
+    ("train", [f"--seed={2**64}"], "seed"),
+])
+def test_values_torch_cannot_take_are_one_line(command, args, key, capsys):
+    assert run(command, args) == 2
+    _one_error_line(capsys, key)
