@@ -13,8 +13,10 @@ skips finished runs and resumes an interrupted one from its checkpoint.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import itertools
 import json
+import math
 import os
 import re
 import subprocess
@@ -25,7 +27,7 @@ from pathlib import Path
 
 from .config import (ConfigError, LeanGPTError, SampleConfig, TrainConfig, check_known, coerce, parse_config,
                      read_config_file)
-from .fileio import atomic_write_json, directory_lock
+from .fileio import atomic_write_bytes, atomic_write_json, directory_lock
 from .train import format_duration
 
 @dataclasses.dataclass
@@ -44,7 +46,13 @@ def parse_sweep_args(argv: list[str]) -> tuple[TrainConfig, list[dict], Path]:
     base, runs, sweep_dir = parse_grid_args(argv, TrainConfig)
     if not any(runs):
         raise ConfigError("the sweep has no grid: give --grid=KEY=V1,V2 or grid/variants in the config file")
+    owned = sorted({k for r in runs for k in r} & SWEEP_OWNED)
+    if owned:
+        raise ConfigError(f"{owned[0]} is set by the sweep for each run; it cannot be swept")
     return base, runs, sweep_dir
+
+
+SWEEP_OWNED = {"out_dir", "init_from"}  # each run's directory, and scratch-or-resume, are the sweep's
 
 
 def parse_grid_args(argv: list[str], cls: type = TrainConfig) -> tuple[TrainConfig, list[dict], Path]:
@@ -55,6 +63,11 @@ def parse_grid_args(argv: list[str], cls: type = TrainConfig) -> tuple[TrainConf
     for arg in argv:
         if not arg.startswith("--"):
             values = read_config_file(arg)
+            if not isinstance(values.get("grid", {}), dict):
+                raise ConfigError(f"grid in {arg} must be a dict {{key: [values]}}, not {type(values['grid']).__name__}")
+            if not isinstance(values.get("variants", []), list) or not all(
+                    isinstance(v, dict) for v in values.get("variants", [])):
+                raise ConfigError(f"variants in {arg} must be a list of dicts {{key: value}}")
             grid.update({k: list(v) if isinstance(v, (list, tuple)) else v for k, v in values.pop("grid", {}).items()})
             variants = values.pop("variants", None) or variants
             sweep_dir = values.pop("sweep_dir", sweep_dir)
@@ -94,7 +107,10 @@ def parse_grid_args(argv: list[str], cls: type = TrainConfig) -> tuple[TrainConf
 
 def run_name(overrides: dict) -> str:
     parts = [f"{k}={v}" for k, v in overrides.items()]
-    return re.sub(r"[^A-Za-z0-9_.=,+-]", "_", ",".join(parts)) or "base"
+    name = re.sub(r"[^A-Za-z0-9_.=,+-]", "_", ",".join(parts)) or "base"
+    if len(name) > 100:  # file names stop at 255 bytes: keep a readable head and a hash of the rest
+        name = f"{name[:80]}-{hashlib.sha1(name.encode()).hexdigest()[:12]}"
+    return name
 
 
 def plan(base: TrainConfig, overrides: list[dict], sweep_dir: Path) -> list[Run]:
@@ -113,10 +129,27 @@ def plan(base: TrainConfig, overrides: list[dict], sweep_dir: Path) -> list[Run]
     return runs
 
 
+def _literal(value) -> str:
+    """Python source that evaluates back to `value` (repr(inf) is `inf`, a NameError)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"float({str(value)!r})"
+    return repr(value)
+
+
 def write_run_config(config: TrainConfig, path: Path) -> None:
     lines = ["# written by leangpt sweep; rerun this one run with: python train.py " + str(path)]
-    lines += [f"{f.name} = {getattr(config, f.name)!r}" for f in dataclasses.fields(config)]
-    path.write_text("\n".join(lines) + "\n")
+    lines += [f"{f.name} = {_literal(getattr(config, f.name))}" for f in dataclasses.fields(config)]
+    atomic_write_bytes(path, ("\n".join(lines) + "\n").encode("utf-8"))
+
+
+def _finished_with_other_settings(run: Run) -> list[str]:
+    """Keys whose value in a finished run's run_config.py differs from what the sweep asks now."""
+    try:
+        trained = read_config_file(str(run.dir / "run_config.py"))
+    except ConfigError:
+        return []
+    asked = dataclasses.asdict(run.config)
+    return [f"{k} {trained[k]!r} -> {asked[k]!r}" for k in asked if k in trained and trained[k] != asked[k]]
 
 
 def read_status(run: Run) -> dict:
@@ -223,6 +256,10 @@ def _run_sweep(argv: list[str], runs: list[Run], base: TrainConfig, sweep_dir: P
                                                  "runs": [{"name": r.name, "overrides": r.overrides} for r in runs]})
     progress = Progress(len(runs))
     todo = [r for r in runs if read_status(r).get("status") != "finished"]
+    for r in runs:
+        if r not in todo and (changed := _finished_with_other_settings(r)):
+            raise ConfigError(f"run {r.name} finished with other settings ({', '.join(changed[:4])}); use another "
+                              f"--sweep_dir, or delete {r.dir} to train it again")
     progress.line(f"sweep {sweep_dir}: {len(runs)} runs, {len(runs) - len(todo)} already finished")
     progress.iters_left = sum(r.config.max_iters for r in todo)
     for index, run in enumerate(runs, start=1):

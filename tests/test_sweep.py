@@ -149,3 +149,38 @@ def test_a_second_sweep_on_the_same_sweep_dir_is_refused(base_file, tmp_path):
     with directory_lock(sw, key="sweep_dir"):
         with pytest.raises(LeanGPTError, match="sweep_dir=.* is in use by process"):
             sweep([str(base_file), f"--sweep_dir={sw}"])
+
+
+def test_rerunning_with_other_base_settings_is_refused(base_file, tmp_path):
+    sw = tmp_path / "sw"
+    sweep([str(base_file), f"--sweep_dir={sw}"])
+    with pytest.raises(ConfigError, match=r"finished with other settings \(max_iters 6 -> 8.*delete"):
+        sweep([str(base_file), f"--sweep_dir={sw}", "--max_iters=8", "--lr_decay_iters=8"])
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--grid=out_dir=a,b"], "out_dir is set by the sweep"),
+    (["--grid=init_from=scratch,resume"], "init_from is set by the sweep"),
+])
+def test_keys_a_sweep_owns_cannot_be_swept(base_file, tmp_path, argv, needle):
+    with pytest.raises(ConfigError, match=needle):
+        sweep([str(base_file), f"--sweep_dir={tmp_path / 'sw'}", *argv])
+
+
+@pytest.mark.parametrize("text,needle", [("grid = [1, 2]\n", "must be a dict"),
+                                         ("variants = 'x'\n", "must be a list of dicts")])
+def test_malformed_grid_or_variants_in_a_config_file(tmp_path, text, needle):
+    path = tmp_path / "bad.py"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=needle):
+        sweep([str(path), f"--sweep_dir={tmp_path / 'sw'}"])
+
+
+def test_infinite_values_round_trip_and_long_values_give_short_names(base_file, tmp_path):
+    from leangpt.config import TrainConfig, parse_config
+    from leangpt.sweep import run_name, write_run_config
+    config = TrainConfig(grad_clip=float("inf"))
+    write_run_config(config, tmp_path / "run_config.py")
+    assert parse_config(TrainConfig, [str(tmp_path / "run_config.py")]).grad_clip == float("inf")
+    name = run_name({"wandb_run_name": "x" * 400})
+    assert len(name) <= 100 and name != run_name({"wandb_run_name": "x" * 399})
