@@ -90,6 +90,7 @@ class TrainConfig:
     compile: bool = True
     seed: int = 1337
     zero: bool = False
+    dist_timeout: float = 300.0  # seconds a rank waits for the others before it gives up (torch's gloo default: 1800)
 
     def validate(self) -> None:
         _require(self.n_layer >= 1, "n_layer", self.n_layer, "must be >= 1")
@@ -135,6 +136,8 @@ class TrainConfig:
         _require(bool(self.dataset) and "/" not in self.dataset and self.dataset not in (".", ".."),
                  "dataset", self.dataset, "must be a plain directory name under data_dir")
         _require(bool(self.out_dir), "out_dir", self.out_dir, "must not be empty")
+        _require(math.isfinite(self.dist_timeout) and self.dist_timeout > 0, "dist_timeout", self.dist_timeout,
+                 "must be a finite number of seconds > 0")
         _require(0 <= self.seed < 2**63 - 3, "seed", self.seed, "must be in [0, 2**63 - 3)")  # + rank, + 2
         _validate_device(self.device)
 

@@ -90,7 +90,8 @@ def setup_distributed(config: TrainConfig) -> tuple[Distributed, str]:
     if use_cuda:
         device = f"cuda:{dist.local_rank}"
         torch.cuda.set_device(device)
-    torch.distributed.init_process_group(backend=backend)
+    import datetime
+    torch.distributed.init_process_group(backend=backend, timeout=datetime.timedelta(seconds=config.dist_timeout))
     return dist, device
 
 
@@ -281,9 +282,22 @@ def train(config: TrainConfig, log=print) -> dict:
         if dist.enabled:  # no rank tears its connections down while another still works (gloo aborts)
             torch.distributed.barrier()
         return result
+    except RuntimeError as exc:  # torch.distributed.DistError is a RuntimeError
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if not dist.enabled or not _is_communication_error(exc):
+            raise
+        raise TrainingError(f"rank {dist.rank} lost contact with the other ranks ({message[:300]}); "
+                            f"a rank stopped or hung for over dist_timeout={config.dist_timeout:g}s") from None
     finally:
         if dist.enabled:
             torch.distributed.destroy_process_group()
+
+
+def _is_communication_error(exc: BaseException) -> bool:
+    if isinstance(exc, getattr(torch.distributed, "DistError", ())):
+        return True
+    text = str(exc).lower()
+    return any(word in text for word in ("gloo", "nccl", "connection closed", "timed out", "connection reset"))
 
 
 def _train(config: TrainConfig, dist: Distributed, device: str, log) -> dict:

@@ -157,3 +157,35 @@ def test_bfloat16_on_cpu_is_close_to_float32(tiny_data, tmp_path):
     a, b = metrics(fp32), metrics(bf16)
     assert abs(a[("eval", 20)] - b[("eval", 20)]) < 0.05
     assert b[("eval", 20)] < b[("eval", 0)] - 0.3
+
+
+def test_a_killed_rank_stops_the_others_with_one_line(tiny_data, tmp_path):
+    import signal
+    import time
+    port = free_port()
+    args = common_args(tiny_data, str(tmp_path / "o"), max_iters=100000, lr_decay_iters=100000, batch_size=4,
+                       gradient_accumulation_steps=2, eval_interval=1000, dist_timeout=20)
+    procs = []
+    for rank in range(2):
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "MASTER_ADDR": "127.0.0.1",
+               "MASTER_PORT": str(port), "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2"}
+        procs.append(subprocess.Popen([sys.executable, "-m", "leangpt", "train", *args], env=env,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    try:
+        for line in procs[0].stdout:  # rank 0 prints; wait until both are training
+            if line.startswith("iter 3:"):
+                break
+        procs[1].send_signal(signal.SIGKILL)
+        started = time.time()
+        _, err = procs[0].communicate(timeout=120)
+        waited = time.time() - started
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    lines = err.strip().splitlines()
+    assert procs[0].returncode == 2, err[-2000:]
+    assert lines[-1].startswith("error: rank 0 lost contact with the other ranks"), err[-2000:]
+    assert waited < 60
+    assert len(lines) == 1, err[-2000:]
