@@ -8,6 +8,7 @@ stopped at iteration N and resumed prints the same losses as one that never stop
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -15,7 +16,6 @@ import signal
 import statistics
 import sys
 import time
-import contextlib
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -24,6 +24,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from . import checkpoint
 from .checkpoint import CheckpointError
+from .checks import ARCHITECTURE_KEYS, other_configuration, resume_changes, tuned_lr_hint
 from .config import ConfigError, LeanGPTError, TrainConfig
 from .data import BatchSampler, dataset_paths, load_meta
 from .device import resolve
@@ -34,7 +35,6 @@ from .memtrack import MemoryTracker
 from .optim import adamw_state_bytes, build_optimizer, optimizer_spec, state_bytes
 from .step import forward_backward, optimizer_update
 
-ARCHITECTURE_KEYS = ("n_layer", "n_head", "n_headgroup", "n_embd", "block_size", "bias", "vocab_size")
 
 
 class TrainingError(LeanGPTError):
@@ -189,62 +189,6 @@ def _build_model(config: TrainConfig, ckpt: dict | None, ckpt_path: Path, meta: 
     return checkpoint.load_model(ckpt, ckpt_path, dropout=config.dropout, attn_impl=config.attn_impl), config
 
 
-# the best learning rates of the sweep on the course's seed model (README, "Optimizer results")
-TUNED_LR = {"adam": 3e-3, "adamw": 5e-3, "adamsn": 5e-2, "adafactor": 5e-2}
-
-
-def tuned_lr_hint(config: TrainConfig) -> str:
-    """One line when a variant runs far (over 5x) from the learning rate it was tuned at, else ''."""
-    variant = config.optimizer_variant
-    if variant == "adafactor" and (config.adafactor_relative_step or not config.adafactor_scale_parameter):
-        return ""  # another mode, with another lr scale: no tuned value to point at
-    tuned = TUNED_LR[variant]
-    ratio = config.learning_rate / tuned
-    if 0.2 <= ratio <= 5:
-        return ""
-    return (f"note: optimizer_variant={variant} at learning_rate={config.learning_rate:g} is {max(ratio, 1 / ratio):.0f}x "
-            f"{'below' if ratio < 1 else 'above'} its tuned {tuned:g} on the course's seed model; add "
-            f"config/tuned_{variant}.py after the config file for the tuned settings")
-
-
-SHAPE_KEYS = ("batch_size", "gradient_accumulation_steps")  # with block_size: tokens per iteration
-IGNORED_ON_RESUME = {"init_from", "out_dir", *ARCHITECTURE_KEYS}  # the architecture is the checkpoint's
-
-
-def resume_changes(saved: dict, config: TrainConfig) -> list[str]:
-    """Lines naming what the command line changed against the checkpoint's config."""
-    changed = [(k, saved[k], getattr(config, k)) for k in saved
-               if k not in IGNORED_ON_RESUME and hasattr(config, k) and saved[k] != getattr(config, k)]
-    lines = []
-    shape = [c for c in changed if c[0] in SHAPE_KEYS]
-    other = [c for c in changed if c[0] not in SHAPE_KEYS]
-    if other:
-        lines.append("resuming with settings changed from the checkpoint's: "
-                     + ", ".join(f"{k} {old!r} -> {new!r}" for k, old, new in other))
-    if shape:
-        tokens = lambda c: c.get("batch_size", 0) * c.get("gradient_accumulation_steps", 0) * c.get("block_size", 0)
-        before, after = tokens(saved), tokens(dataclasses.asdict(config))
-        lines.append("warning: " + ", ".join(f"{k} {old!r} -> {new!r}" for k, old, new in shape)
-                     + f": {before:,} -> {after:,} tokens per iteration (repeat the original values to keep them)")
-    return lines
-
-
-def _other_configuration(path: Path, config: TrainConfig) -> str:
-    """The settings of the run whose checkpoint is at `path` that differ in model or optimizer (read
-    from its config.json: loading the checkpoint itself could take gigabytes)."""
-    import json
-    try:
-        saved = json.loads((path.parent / "config.json").read_text()) if path.is_file() else {}
-    except (OSError, ValueError):  # unreadable: scratch replaces it anyway, nothing to compare
-        return ""
-    if not isinstance(saved, dict) or not saved:
-        return ""
-    keys = (*ARCHITECTURE_KEYS[:-1], "optimizer_variant")
-    if all(saved.get(k) == getattr(config, k) for k in keys):
-        return ""
-    return ", ".join(f"{k}={saved.get(k)}" for k in keys if saved.get(k) != getattr(config, k))
-
-
 def _resume_counters(ckpt: dict, path: Path) -> tuple[int, float]:
     try:
         iter_num, best = ckpt.get("iter_num", 0), ckpt.get("best_val_loss", 1e9)
@@ -327,7 +271,7 @@ def _train(config: TrainConfig, dist: Distributed, device: str, log) -> dict:
         for line in resume_changes(ckpt.get("config") or {}, config):
             log(line)
     elif dist.master:
-        replaced = _other_configuration(out_dir / "ckpt.pt", config)
+        replaced = other_configuration(out_dir / "ckpt.pt", config)
         if replaced:
             log(f"note: {out_dir / 'ckpt.pt'} holds a run with {replaced}; this scratch run replaces it at its "
                 f"first save (pass another --out_dir to keep it)")

@@ -270,7 +270,7 @@ def test_scratch_run_over_another_configuration_says_so(tiny_data, tmp_path):
 
 def test_a_variant_far_from_its_tuned_learning_rate_gets_one_line(tiny_data, tmp_path):
     from leangpt.config import parse_config
-    from leangpt.train import tuned_lr_hint
+    from leangpt.checks import tuned_lr_hint
     from leangpt.config import TrainConfig
     course = ["config/train_shakespeare_char.py", "--learning_rate=1e-3"]
     hint = tuned_lr_hint(parse_config(TrainConfig, course + ["--optimizer_variant=adamsn"]))
@@ -401,6 +401,14 @@ def test_filesystem_faults_are_one_line(tiny_data, tmp_path, capsys, monkeypatch
     assert run("train", _tiny_args(tiny_data, tmp_path / "full")) == 2
     _one_error_line(capsys, "No space left on device")
     assert not [p for p in (tmp_path / "full").iterdir() if p.name.endswith(".tmp")]
+
+    # a read-only directory (root ignores the mode bits, so the refusal is simulated)
+    def read_only(path, write):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(fileio, "_write_temporary", read_only)
+    assert run("train", _tiny_args(tiny_data, tmp_path / "ro")) == 2
+    _one_error_line(capsys, "Permission denied")
 
 
 def _set_n_layer(c, value):

@@ -1,0 +1,67 @@
+"""One-line checks of a run's settings against what came before it: the learning rate a variant
+was tuned at, the checkpoint it resumes, the run whose out_dir it is about to reuse."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+from .config import TrainConfig
+
+ARCHITECTURE_KEYS = ("n_layer", "n_head", "n_headgroup", "n_embd", "block_size", "bias", "vocab_size")
+
+
+# the best learning rates of the sweep on the course's seed model (README, "Optimizer results")
+TUNED_LR = {"adam": 3e-3, "adamw": 5e-3, "adamsn": 5e-2, "adafactor": 5e-2}
+
+
+def tuned_lr_hint(config: TrainConfig) -> str:
+    """One line when a variant runs far (over 5x) from the learning rate it was tuned at, else ''."""
+    variant = config.optimizer_variant
+    if variant == "adafactor" and (config.adafactor_relative_step or not config.adafactor_scale_parameter):
+        return ""  # another mode, with another lr scale: no tuned value to point at
+    tuned = TUNED_LR[variant]
+    ratio = config.learning_rate / tuned
+    if 0.2 <= ratio <= 5:
+        return ""
+    return (f"note: optimizer_variant={variant} at learning_rate={config.learning_rate:g} is {max(ratio, 1 / ratio):.0f}x "
+            f"{'below' if ratio < 1 else 'above'} its tuned {tuned:g} on the course's seed model; add "
+            f"config/tuned_{variant}.py after the config file for the tuned settings")
+
+
+SHAPE_KEYS = ("batch_size", "gradient_accumulation_steps")  # with block_size: tokens per iteration
+IGNORED_ON_RESUME = {"init_from", "out_dir", *ARCHITECTURE_KEYS}  # the architecture is the checkpoint's
+
+
+def resume_changes(saved: dict, config: TrainConfig) -> list[str]:
+    """Lines naming what the command line changed against the checkpoint's config."""
+    changed = [(k, saved[k], getattr(config, k)) for k in saved
+               if k not in IGNORED_ON_RESUME and hasattr(config, k) and saved[k] != getattr(config, k)]
+    lines = []
+    shape = [c for c in changed if c[0] in SHAPE_KEYS]
+    other = [c for c in changed if c[0] not in SHAPE_KEYS]
+    if other:
+        lines.append("resuming with settings changed from the checkpoint's: "
+                     + ", ".join(f"{k} {old!r} -> {new!r}" for k, old, new in other))
+    if shape:
+        tokens = lambda c: c.get("batch_size", 0) * c.get("gradient_accumulation_steps", 0) * c.get("block_size", 0)
+        before, after = tokens(saved), tokens(dataclasses.asdict(config))
+        lines.append("warning: " + ", ".join(f"{k} {old!r} -> {new!r}" for k, old, new in shape)
+                     + f": {before:,} -> {after:,} tokens per iteration (repeat the original values to keep them)")
+    return lines
+
+
+def other_configuration(path: Path, config: TrainConfig) -> str:
+    """The settings of the run whose checkpoint is at `path` that differ in model or optimizer (read
+    from its config.json: loading the checkpoint itself could take gigabytes)."""
+    try:
+        saved = json.loads((path.parent / "config.json").read_text()) if path.is_file() else {}
+    except (OSError, ValueError):  # unreadable: scratch replaces it anyway, nothing to compare
+        return ""
+    if not isinstance(saved, dict) or not saved:
+        return ""
+    keys = (*ARCHITECTURE_KEYS[:-1], "optimizer_variant")
+    if all(saved.get(k) == getattr(config, k) for k in keys):
+        return ""
+    return ", ".join(f"{k}={saved.get(k)}" for k in keys if saved.get(k) != getattr(config, k))
