@@ -177,15 +177,14 @@ def generation_memory(config: MemoryConfig, vocab_size: int | None = None) -> Me
             model = GPT(model_config_from(config, vocab_size))
         model.eval()
         b, t = config.batch_size, config.block_size
-        with torch.no_grad(), MemoryTracker(list(model.parameters())) as tracker:
-            cache = model.new_kv_cache(b)
+        with torch.no_grad(), MemoryTracker(list(model.parameters())) as tracker, runtime.autocast():
+            cache = model.new_kv_cache(b)  # in the autocast dtype, as generate() makes it
             tracker.label("kv_cache", cache.keys + cache.values)
-            with runtime.autocast():
-                tracker.phase("prefill")
-                if t > 1:
-                    model(torch.randint(0, vocab_size, (b, t - 1), device=runtime.device), cache=cache)
-                tracker.phase("decode")
-                model(torch.randint(0, vocab_size, (b, 1), device=runtime.device), cache=cache)
+            tracker.phase("prefill")
+            if t > 1:
+                model(torch.randint(0, vocab_size, (b, t - 1), device=runtime.device), cache=cache)
+            tracker.phase("decode")
+            model(torch.randint(0, vocab_size, (b, 1), device=runtime.device), cache=cache)
             tracker.phase("done")
         return tracker.breakdown()
 

@@ -148,8 +148,16 @@ class GPT(nn.Module):
         return self.lm_head(x[:, [-1], :]), None  # inference needs only the last position
 
     def new_kv_cache(self, batch_size: int) -> KVCache:
+        """Room for block_size tokens, in the dtype K and V are computed in: under autocast that is
+        the low precision one (a float32 cache would double its memory and be cast back each step)."""
         c, p = self.config, self.lm_head.weight
-        return KVCache(c.n_layer, batch_size, c.n_kv_head, c.block_size, c.head_dim, p.device, p.dtype)
+        return KVCache(c.n_layer, batch_size, c.n_kv_head, c.block_size, c.head_dim, p.device, self.compute_dtype())
+
+    def compute_dtype(self) -> torch.dtype:
+        device_type = self.lm_head.weight.device.type
+        if torch.is_autocast_enabled(device_type):
+            return torch.get_autocast_dtype(device_type)
+        return self.lm_head.weight.dtype
 
     @torch.no_grad()
     def generate(self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,

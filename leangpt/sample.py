@@ -53,7 +53,8 @@ def sample(config: SampleConfig, out=print, info=lambda line: print(line, file=s
     if not prompt:
         raise LeanGPTError("the prompt is empty; give at least one character with --start")
     ids = torch.tensor([tokenizer.encode(prompt)], dtype=torch.long, device=runtime.device)
-    per_token = model.config.kv_cache_bytes_per_token(model.lm_head.weight.element_size())
+    with runtime.autocast():
+        per_token = model.config.kv_cache_bytes_per_token(torch.empty((), dtype=model.compute_dtype()).element_size())
     cached_tokens = min(model.config.block_size, ids.size(1) + config.max_new_tokens)
     info(f"parameters: {model.num_params():,}; KV cache: {per_token:,} bytes/token, "
          f"{per_token * cached_tokens:,} bytes for {cached_tokens} tokens"

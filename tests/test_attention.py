@@ -115,3 +115,17 @@ def test_generate_rejects_bad_arguments():
                            ({"cache_overflow": "drop"}, "cache_overflow")]:
         with pytest.raises(ValueError, match=needle):
             model.generate(idx, 1, **kwargs)
+
+
+def test_under_autocast_the_cache_keeps_the_low_precision_dtype():
+    torch.manual_seed(1)
+    model = GPT(cfg(4, 2, block_size=16)).eval()
+    for p in model.parameters():
+        p.data.normal_(0, 0.3)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        cache = model.new_kv_cache(batch_size=2)
+        assert cache.keys[0].dtype == torch.bfloat16
+        assert cache.nbytes() == 2 * 16 * model.config.kv_cache_bytes_per_token(2)
+        prompt = torch.randint(0, 30, (2, 5))
+        assert torch.equal(model.generate(prompt, 11, top_k=1), model.generate(prompt, 11, top_k=1, kv_cache=True))
+    assert model.new_kv_cache(batch_size=1).keys[0].dtype == torch.float32

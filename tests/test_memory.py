@@ -233,3 +233,11 @@ def test_activation_checkpointing_estimate_keeps_less_for_backward():
     measured = step_memory(memory_config(MEDIUM, activation_checkpointing=True, measure=True))
     assert recompute.activations_saved < 0.5 * plain.activations_saved
     assert_close(recompute, measured)
+
+
+def test_generation_under_bf16_autocast_keeps_a_bf16_cache():
+    config = memory_config(SEED, batch_size=3, generate=True, dtype="bfloat16")
+    estimated = generation_memory(config)
+    model_config = GPTConfig(block_size=64, vocab_size=65, n_layer=4, n_head=4, n_embd=128)
+    assert estimated.kv_cache == model_config.kv_cache_bytes_per_token(2) * 3 * 64
+    assert_close(estimated, generation_memory(dataclasses.replace(config, measure=True)))
