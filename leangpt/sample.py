@@ -61,19 +61,20 @@ def sample(config: SampleConfig, out=print, info=lambda line: print(line, file=s
          + ("" if config.kv_cache else " (cache off)"))
 
     torch.manual_seed(config.seed)
-    samples = []
-    generated, elapsed = 0, 0.0
+    # all samples in one batch: one forward pass per token instead of num_samples of them. Each
+    # draw takes one random number per row, so with several samples the rows are not the samples
+    # nanoGPT's one-after-another loop would draw from the same seed; a single sample is the same
     with torch.no_grad(), runtime.autocast():
-        for _ in range(config.num_samples):
-            t0 = time.perf_counter()
-            y = model.generate(ids, config.max_new_tokens, temperature=config.temperature, top_k=config.top_k,
-                             kv_cache=config.kv_cache, cache_overflow=config.cache_overflow)
-            elapsed += time.perf_counter() - t0
-            generated += config.max_new_tokens
-            text = tokenizer.decode(y[0].tolist())
-            samples.append(text)
-            out(text)
-            out("---------------")
+        t0 = time.perf_counter()
+        y = model.generate(ids.expand(config.num_samples, -1), config.max_new_tokens,
+                           temperature=config.temperature, top_k=config.top_k,
+                           kv_cache=config.kv_cache, cache_overflow=config.cache_overflow)
+        elapsed = time.perf_counter() - t0
+    generated = config.num_samples * config.max_new_tokens
+    samples = [tokenizer.decode(row.tolist()) for row in y]
+    for text in samples:
+        out(text)
+        out("---------------")
     if elapsed > 0:
         info(f"generated {generated} tokens at {generated / elapsed:.1f} tokens/s")
     return samples

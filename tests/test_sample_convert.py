@@ -159,3 +159,20 @@ def test_a_checkpoint_cannot_point_its_vocabulary_outside_data_dir(dataset):
     from leangpt.sample import tokenizer_for
     with pytest.raises(DataError, match="not a plain name"):
         tokenizer_for({"config": {"dataset": dataset}}, "data")
+
+
+def test_samples_are_drawn_as_one_batch_without_mixing_rows(trained):
+    """Greedy rows of a batch must each equal the single greedy sample; one sample keeps nanoGPT's draw."""
+    base = dict(out_dir=str(trained), start="A", max_new_tokens=30, device="cpu")
+    quiet = dict(out=lambda _: None, info=lambda _: None)
+    one = sample(SampleConfig(num_samples=1, top_k=1, **base), **quiet)
+    three = sample(SampleConfig(num_samples=3, top_k=1, **base), **quiet)
+    assert three == one * 3
+    # a single sample is what generate() draws from the seed, as in nanoGPT's loop
+    ckpt = checkpoint.load(trained / "ckpt.pt")
+    model = checkpoint.load_model(ckpt, dropout=0.0).eval()
+    torch.manual_seed(1337)
+    ids = torch.tensor([[ckpt["meta"]["stoi"]["A"]]])
+    expected = model.generate(ids, 30, temperature=0.8, top_k=200, kv_cache=True)[0].tolist()
+    drawn = sample(SampleConfig(num_samples=1, **base), **quiet)[0]
+    assert drawn == "".join(ckpt["meta"]["itos"][i] for i in expected)
