@@ -16,7 +16,8 @@ import sys
 import time
 from pathlib import Path
 
-from leangpt.memory import MemoryConfig, format_bytes, step_memory
+from leangpt.memory import MemoryConfig, step_memory
+from leangpt.memtrack import format_bytes
 
 SIZES = {
     "seed (4x128, block 64, batch 12, vocab 65)": dict(n_layer=4, n_head=4, n_embd=128, block_size=64,

@@ -29,7 +29,7 @@ import torch
 
 from .config import ConfigError, LeanGPTError, TrainConfig, _require
 from .device import resolve
-from .memtrack import FakeScalars, MemoryBreakdown, MemoryTracker
+from .memtrack import FakeScalars, MemoryBreakdown, MemoryTracker, format_bytes
 from .model import GPT
 from .optim import optimizer_spec
 from .step import forward_backward, optimizer_update
@@ -232,13 +232,6 @@ def _available_ram() -> int | None:
 
 COLUMNS = ("params", "grads", "optimizer_state", "activations", "temporaries", "peak")
 GENERATE_COLUMNS = ("params", "kv_cache", "temporaries", "peak")
-
-
-def format_bytes(n: int) -> str:
-    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if abs(n) >= scale:
-            return f"{n / scale:.2f} {unit}"
-    return f"{n} B"
 
 
 def table(rows: list[dict], keys: list[str], generate: bool) -> str:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .config import LeanGPTError
 from .fileio import atomic_write_bytes, atomic_write_json
+from .memtrack import format_bytes
 from .metrics import read_metrics
 
 MODEL_KEYS = ("block_size", "n_layer", "n_head", "n_headgroup", "n_embd", "dropout", "bias", "attn_impl")
@@ -270,5 +271,4 @@ def _num(n) -> str:
 
 
 def _bytes(n) -> str:
-    from .memory import format_bytes
     return "" if n is None else format_bytes(n)

@@ -31,7 +31,7 @@ from .device import resolve
 from .fileio import atomic_write_json, directory_lock
 from .metrics import MetricsLogger
 from .model import GPT, GPTConfig
-from .memtrack import MemoryTracker
+from .memtrack import MemoryTracker, format_bytes
 from .optim import adamw_state_bytes, build_optimizer, optimizer_spec, state_bytes
 from .step import forward_backward, optimizer_update
 
@@ -148,13 +148,12 @@ def max_rss_bytes() -> int:
     return rss if sys.platform == "darwin" else rss * 1024  # bytes on macOS, KiB on Linux
 
 
-def _step_tracker(model, optimizer, config: TrainConfig, dist: Distributed) -> MemoryTracker:
+def _step_tracker(model, optimizer, config: TrainConfig) -> MemoryTracker:
     """Tracks this process's tensors (ZeRO: this rank's share of the optimizer state)."""
     return MemoryTracker(list(model.parameters()), optimizer.optim if config.zero else optimizer)
 
 
 def describe_step_memory(b, iteration: int) -> str:
-    from .memory import format_bytes
     parts = [f"{name.replace('_', ' ')} {format_bytes(getattr(b, name))}"
              for name in ("params", "grads", "optimizer_state", "activations", "temporaries")]
     return (f"step memory (iter {iteration}, tensors alive at the peak): {format_bytes(b.peak)} = "
@@ -403,7 +402,7 @@ def _train(config: TrainConfig, dist: Distributed, device: str, log) -> dict:
             for group in optimizer.param_groups:
                 group["lr"] = lr * group.get("lr_scale", 1.0)
             t0 = time.perf_counter()
-            tracker = _step_tracker(raw_model, optimizer, config, dist) if iter_num == tracked_iter else None
+            tracker = _step_tracker(raw_model, optimizer, config) if iter_num == tracked_iter else None
             with tracker or contextlib.nullcontext():
                 phase = tracker.phase if tracker else (lambda _: None)
                 loss_sum = forward_backward(model, samplers["train"].next_batch, grad_accum, runtime, scaler,
