@@ -35,7 +35,12 @@ def digest(obj) -> str:
     h = hashlib.sha256()
 
     def walk(x):
-        if torch.is_tensor(x):
+        if torch.is_tensor(x) and type(x) is not torch.Tensor and hasattr(x, "__tensor_flatten__"):
+            names, meta = x.__tensor_flatten__()  # a tensor subclass (torchao's 8-bit state): its inner tensors
+            h.update(f"S{type(x).__name__}{tuple(x.shape)}{meta!r}".encode())
+            for name in names:
+                walk(getattr(x, name))
+        elif torch.is_tensor(x):
             t = x.detach().cpu().contiguous()
             h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
             h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")

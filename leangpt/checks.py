@@ -21,7 +21,9 @@ def tuned_lr_hint(config: TrainConfig) -> str:
     variant = config.optimizer_variant
     if variant == "adafactor" and (config.adafactor_relative_step or not config.adafactor_scale_parameter):
         return ""  # another mode, with another lr scale: no tuned value to point at
-    tuned = TUNED_LR[variant]
+    tuned = TUNED_LR.get(variant)
+    if tuned is None:
+        return ""
     ratio = config.learning_rate / tuned
     if 0.2 <= ratio <= 5:
         return ""

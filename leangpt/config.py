@@ -26,7 +26,10 @@ class ConfigError(LeanGPTError, ValueError):
     """A bad configuration key, value or combination."""
 
 
-OPTIMIZER_VARIANTS = ("adam", "adamw", "adamsn", "adafactor")
+OPTIMIZER_VARIANTS = ("adam", "adamw", "adamsn", "adafactor", "adamsnsm", "muon", "lion", "adam_mini", "came",
+                      "sm3", "galore", "apollo", "adamw8bit")
+OptimizerVariant = Literal["adam", "adamw", "adamsn", "adafactor", "adamsnsm", "muon", "lion", "adam_mini", "came",
+                           "sm3", "galore", "apollo", "adamw8bit"]
 
 
 @dataclass
@@ -62,7 +65,7 @@ class TrainConfig:
     attn_impl: Literal["sdpa", "einsum"] = "sdpa"
     activation_checkpointing: bool = False  # recompute each block in the backward: less memory, ~1/3 more compute
     # optimizer
-    optimizer_variant: Literal["adam", "adamw", "adamsn", "adafactor"] = "adamw"
+    optimizer_variant: OptimizerVariant = "adamw"
     learning_rate: float = 6e-4
     max_iters: int = 600000
     weight_decay: float = 1e-1
@@ -78,6 +81,28 @@ class TrainConfig:
     adafactor_decay_rate: float = -0.8
     adafactor_eps2: float = 1e-3
     adafactor_clip_threshold: float = 1.0
+    # the wider field (leangpt/optim/field.py); defaults are each method's authors' unless noted
+    adamsnsm_rank: int = 128  # subspace the momentum lives in, per 2-D weight
+    adamsnsm_update_proj_gap: int = 200  # steps between SVD refreshes (momentum restarts at each)
+    muon_momentum: float = 0.95
+    muon_nesterov: bool = True
+    muon_ns_steps: int = 5  # Newton-Schulz iterations
+    muon_adjust_lr_fn: Literal["match_rms_adamw", "original"] = "match_rms_adamw"  # leangpt: one lr for both parts
+    lion_beta1: float = 0.9
+    lion_beta2: float = 0.99
+    came_beta3: float = 0.9999  # CAME's confidence EMA; beta1, beta2 are the shared keys
+    came_clip_threshold: float = 1.0
+    sm3_momentum: float = 0.0  # > 0 keeps a full-size momentum buffer
+    sm3_beta: float = 0.0  # 0: SM3's running max accumulator; > 0: an EMA of it
+    galore_rank: int = 128
+    galore_update_proj_gap: int = 200
+    galore_scale: float = 0.25
+    galore_proj_type: Literal["std", "reverse_std", "left", "right", "full"] = "std"
+    apollo_rank: int = 256
+    apollo_update_proj_gap: int = 200
+    apollo_scale: float = 1.0
+    apollo_scale_type: Literal["channel", "tensor"] = "channel"
+    adamw8bit_block_size: int = 256
     # learning-rate schedule
     decay_lr: bool = True
     warmup_iters: int = 2000
@@ -133,6 +158,15 @@ class TrainConfig:
         _require(self.adafactor_eps2 >= 0, "adafactor_eps2", self.adafactor_eps2, "must be >= 0")
         _require(self.adafactor_clip_threshold > 0, "adafactor_clip_threshold",
                  self.adafactor_clip_threshold, "must be > 0")
+        for key in ("adamsnsm_rank", "adamsnsm_update_proj_gap", "muon_ns_steps", "galore_rank",
+                    "galore_update_proj_gap", "apollo_rank", "apollo_update_proj_gap", "adamw8bit_block_size"):
+            _require(getattr(self, key) >= 1, key, getattr(self, key), "must be >= 1")
+        for key in ("muon_momentum", "lion_beta1", "lion_beta2", "came_beta3", "sm3_momentum"):
+            _require(0.0 <= getattr(self, key) < 1.0, key, getattr(self, key), "must be in [0, 1)")
+        _require(0.0 <= self.sm3_beta <= 1.0, "sm3_beta", self.sm3_beta, "must be in [0, 1]")
+        for key in ("came_clip_threshold", "galore_scale", "apollo_scale"):
+            value = getattr(self, key)
+            _require(math.isfinite(value) and value > 0, key, value, "must be a finite number > 0")
         _require(bool(self.dataset) and "/" not in self.dataset and self.dataset not in (".", ".."),
                  "dataset", self.dataset, "must be a plain directory name under data_dir")
         _require(bool(self.out_dir), "out_dir", self.out_dir, "must not be empty")

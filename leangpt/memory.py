@@ -31,7 +31,7 @@ from .config import ConfigError, LeanGPTError, TrainConfig, _require
 from .device import resolve
 from .memtrack import FakeScalars, MemoryBreakdown, MemoryTracker, format_bytes
 from .model import GPT
-from .optim import optimizer_spec
+from .optim import COMPILED_STEP_VARIANTS, optimizer_spec, state_tensors, storage_bytes
 from .step import forward_backward, optimizer_update
 from .train import model_config_from
 
@@ -61,6 +61,9 @@ class MemoryConfig(TrainConfig):
                  f"{self.world_size * max(1, round(self.gradient_accumulation_steps / self.world_size))}")
         _require(not self.zero or self.world_size >= 2, "zero", self.zero,
                  "shards optimizer state across ranks: give --world_size=N with N >= 2")
+        _require(self.optimizer_variant not in COMPILED_STEP_VARIANTS, "optimizer_variant", self.optimizer_variant,
+                 "runs a torch.compile'd step, which the memory tracker cannot see into; its state bytes are "
+                 "in the training log (`optimizer state: ...`)")
         if not self.measure:
             micro = self.simulated_micro_batches
             _require(self.n_layer * micro <= MAX_LAYER_PASSES, "n_layer", self.n_layer,
@@ -105,7 +108,7 @@ def _state_bytes_per_param(config: MemoryConfig, vocab_size: int) -> list[int]:
         for p in model.parameters():
             p.grad = torch.zeros_like(p)
         optimizer.step()
-        return [sum(v.untyped_storage().nbytes() for v in optimizer.state[p].values() if torch.is_tensor(v))
+        return [storage_bytes(state_tensors(optimizer.state[p]))
                 for p in model.parameters()]
 
 

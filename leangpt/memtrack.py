@@ -183,7 +183,8 @@ class MemoryTracker(TorchDispatchMode):
 
 
 def _state_tensors(optimizer) -> list[torch.Tensor]:
-    return [v for state in optimizer.state.values() for v in state.values() if torch.is_tensor(v)]
+    from .optim import state_tensors  # the same walk as optim.state_bytes: subclasses, projector objects
+    return [t for state in optimizer.state.values() for t in state_tensors(state)]
 
 
 class FakeScalars(TorchDispatchMode):

@@ -32,7 +32,7 @@ from .fileio import atomic_write_json, directory_lock
 from .metrics import MetricsLogger
 from .model import GPT, GPTConfig
 from .memtrack import MemoryTracker, format_bytes
-from .optim import adamw_state_bytes, build_optimizer, optimizer_spec, state_bytes
+from .optim import COMPILED_STEP_VARIANTS, adamw_state_bytes, build_optimizer, load_variant, optimizer_spec, state_bytes
 from .step import forward_backward, optimizer_update
 
 
@@ -209,9 +209,11 @@ def _restore_optimizer(optimizer, ckpt: dict, config: TrainConfig, model: GPT) -
         optimizer.load_state_dict(ckpt["optimizer"])
     except (ValueError, KeyError, RuntimeError) as exc:
         raise CheckpointError(f"the checkpoint's optimizer state does not fit this model: {exc}") from None
-    _, fresh_groups, defaults = optimizer_spec(model, config)
-    for group, fresh in zip(optimizer.param_groups, fresh_groups):
-        group.update({k: v for k, v in {**defaults, **fresh}.items() if k not in ("params", "lr")})
+    cls, groups, kwargs = optimizer_spec(model, config)
+    fresh = cls(groups, **kwargs)  # holds no state yet: read for the settings each group gets now
+    for group, fresh_group in zip(optimizer.param_groups, fresh.param_groups):
+        # lr comes from the schedule; "step" is a step counter some optimizers keep per group
+        group.update({k: v for k, v in fresh_group.items() if k not in ("params", "lr", "step")})
 
 
 def train(config: TrainConfig, log=print) -> dict:
@@ -259,6 +261,7 @@ def _train(config: TrainConfig, dist: Distributed, device: str, log) -> dict:
     torch.manual_seed(config.seed + dist.rank)
 
     # ---------------------------------------------------------------- model and optimizer
+    load_variant(config.optimizer_variant)  # a missing library fails here, before any work
     ckpt = checkpoint.load(out_dir / "ckpt.pt") if config.init_from == "resume" else None
     model, config = _build_model(config, ckpt, out_dir / "ckpt.pt", meta, log)
     if tuned_lr_hint(config):
@@ -367,9 +370,12 @@ def _train(config: TrainConfig, dist: Distributed, device: str, log) -> dict:
     memory_reported = False
     # the second step of this process is the first whose optimizer state exists throughout: the
     # steady state of every later step. Compiled kernels are not what the tracker would see.
-    tracked_iter = -1 if config.compile else iter_num + 1
+    untracked = config.compile or config.optimizer_variant in COMPILED_STEP_VARIANTS
+    tracked_iter = -1 if untracked else iter_num + 1
     if config.compile:
         log("step memory: not tracked under compile=True; `leangpt memory` with the same keys estimates the eager step")
+    elif untracked:
+        log(f"step memory: not tracked: {config.optimizer_variant}'s step is compiled, which the tracker cannot see into")
     started = time.time()
     if iter_num >= config.max_iters and not config.eval_only:
         log(f"the checkpoint is at iter {iter_num}, not before max_iters={config.max_iters}: nothing to train")
@@ -400,7 +406,10 @@ def _train(config: TrainConfig, dist: Distributed, device: str, log) -> dict:
 
             lr = get_lr(iter_num, config)
             for group in optimizer.param_groups:
-                group["lr"] = lr * group.get("lr_scale", 1.0)
+                if torch.is_tensor(group["lr"]):  # torchao keeps lr as a tensor, so its compiled step never recompiles
+                    group["lr"].fill_(lr * group.get("lr_scale", 1.0))
+                else:
+                    group["lr"] = lr * group.get("lr_scale", 1.0)
             t0 = time.perf_counter()
             tracker = _step_tracker(raw_model, optimizer, config) if iter_num == tracked_iter else None
             with tracker or contextlib.nullcontext():

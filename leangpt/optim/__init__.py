@@ -1,4 +1,10 @@
-"""Optimizers: torch's Adam/AdamW beside leangpt's memory-reduced AdamSN and Adafactor."""
+"""Optimizers: torch's Adam/AdamW, leangpt's AdamSN, AdamSNSM and Adafactor, and the wider field.
+
+Written here: AdamSN, AdamSNSM (the methods this project studies) and Adafactor (torch's own
+differs from the paper's factored update, see adafactor.py). Glued from maintained libraries:
+Muon and Adam/AdamW (torch), Lion, Adam-mini, CAME, SM3, GaLore, APOLLO (pytorch-optimizer, the
+`optimizers` extra), AdamW8bit (torchao). `optimizer_spec` is the one place a variant is defined.
+"""
 
 from __future__ import annotations
 
@@ -7,27 +13,73 @@ import sys
 import torch
 import torch.nn as nn
 
+from . import field
 from .adafactor import Adafactor
 from .adamsn import AdamSN
+from .adamsnsm import AdamSNSM
+from .muon import MuonWithAdamW, require_muon
 
-__all__ = ["AdamSN", "Adafactor", "build_optimizer", "state_bytes", "adamw_state_bytes", "param_groups"]
+__all__ = ["AdamSN", "AdamSNSM", "Adafactor", "MuonWithAdamW", "build_optimizer", "state_bytes", "state_tensors",
+           "adamw_state_bytes", "param_groups", "load_variant"]
+
+
+# variants whose step is torch.compile'd: a compiled graph cannot run under the memory tracker's
+# TorchDispatchMode, so their steps are not tracked
+COMPILED_STEP_VARIANTS = ("adamw8bit",)
+
+
+def _unwrap_zero(optimizer):
+    # look ZeRO up only if it was imported: importing torch.distributed.optim costs time and warnings
+    zero_cls = getattr(sys.modules.get("torch.distributed.optim"), "ZeroRedundancyOptimizer", None)
+    return optimizer.optim if zero_cls is not None and isinstance(optimizer, zero_cls) else optimizer
+
+
+def _collect_tensors(value, out: list) -> None:
+    if torch.is_tensor(value):
+        if type(value) is not torch.Tensor and hasattr(value, "__tensor_flatten__"):
+            # a tensor subclass (torchao's 8-bit state): what it stores are its inner tensors
+            # (codes, block scales, code book), not numel() elements of its nominal dtype
+            for name in value.__tensor_flatten__()[0]:
+                _collect_tensors(getattr(value, name), out)
+        else:
+            out.append(value)
+    elif isinstance(value, dict):
+        for item in value.values():
+            _collect_tensors(item, out)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _collect_tensors(item, out)
+    elif hasattr(value, "__dict__") and not callable(value):  # a projector object (GaLore, APOLLO)
+        _collect_tensors(vars(value), out)
+
+
+def state_tensors(state: dict) -> list[torch.Tensor]:
+    """The plain tensors one parameter's optimizer state holds, found inside subclasses and objects."""
+    out: list[torch.Tensor] = []
+    _collect_tensors(state, out)
+    return out
+
+
+def storage_bytes(tensors) -> int:
+    """Bytes of the distinct storages behind `tensors` (a view of a counted storage adds nothing)."""
+    seen, total = set(), 0
+    for t in tensors:
+        storage = t.untyped_storage()
+        try:
+            key = storage.data_ptr() or id(t)
+        except RuntimeError:  # fake tensors have no address
+            key = id(t)
+        if key not in seen:
+            seen.add(key)
+            total += storage.nbytes()
+    return total
 
 
 def state_bytes(optimizer: torch.optim.Optimizer) -> int:
-    """Bytes held by every tensor in the optimizer's state (moments, factored statistics, steps).
-
-    Under ZeroRedundancyOptimizer: this rank's share only.
-    """
-    # look ZeRO up only if it was imported: importing torch.distributed.optim costs time and warnings
-    zero_cls = getattr(sys.modules.get("torch.distributed.optim"), "ZeroRedundancyOptimizer", None)
-    if zero_cls is not None and isinstance(optimizer, zero_cls):
-        optimizer = optimizer.optim
-    total = 0
-    for state in optimizer.state.values():
-        for value in state.values():
-            if torch.is_tensor(value):
-                total += value.numel() * value.element_size()
-    return total
+    """Bytes held by the optimizer's state (moments, factored statistics, projections, steps),
+    measured from the storages it holds. Under ZeroRedundancyOptimizer: this rank's share only."""
+    optimizer = _unwrap_zero(optimizer)
+    return storage_bytes(t for state in optimizer.state.values() for t in state_tensors(state))
 
 
 def adamw_state_bytes(model: nn.Module) -> int:
@@ -74,10 +126,92 @@ def param_groups(model: nn.Module, weight_decay: float, subset_norm: set[str] | 
     return [g for g in groups if g["params"]]
 
 
+def load_variant(variant: str) -> None:
+    """Import what `variant` needs now: a missing library is one error before any work is done,
+    and torchao's state classes must be known before a checkpoint holding them is loaded."""
+    if variant == "muon":
+        require_muon()
+    elif variant == "adamw8bit":
+        field.adamw8bit_class()
+    elif variant in ("lion", "adam_mini", "came", "sm3", "galore", "apollo"):
+        field.pytorch_optimizer(variant)
+
+
+def _with_keys(groups: list[dict], names: set[str], model: nn.Module, keys: dict) -> list[dict]:
+    """`groups` with the parameters named in `names` moved into their own group(s) carrying `keys`."""
+    wanted = {id(p) for n, p in model.named_parameters() if n in names}
+    out = []
+    for group in groups:
+        inside = [p for p in group["params"] if id(p) in wanted]
+        outside = [p for p in group["params"] if id(p) not in wanted]
+        if inside:
+            out.append({**group, "params": inside, **keys})
+        if outside:
+            out.append({**group, "params": outside})
+    return out
+
+
+def _adam_mini_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """One named group per parameter, the c_attn weights named as per-head blocks (LeanAdamMini)."""
+    head_block = model.config.head_dim * model.config.n_embd
+    groups = []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        group = {"params": [p], "name": name, "weight_decay": weight_decay if p.dim() >= 2 else 0.0}
+        if name.endswith("attn.c_attn.weight"):
+            group.update(name=name.replace("c_attn.weight", "c_attn.q_proj.weight"), parameter_per_head=head_block)
+        groups.append(group)
+    return groups
+
+
 def optimizer_spec(model: nn.Module, config) -> tuple[type, list[dict], dict]:
     """(optimizer class, parameter groups, keyword arguments) for `config.optimizer_variant`."""
     variant, lr = config.optimizer_variant, config.learning_rate
     betas = (config.beta1, config.beta2)
+    wd = config.weight_decay
+    hidden = _subset_norm_names(model, "linear")  # hidden nn.Linear weights: the low-rank / Muon methods' target
+    foreach = True  # pytorch-optimizer batches its updates with torch._foreach_* only when asked to on CPU
+    if variant == "adamsnsm":
+        groups = param_groups(model, wd, hidden, 1.0)
+        for group in groups:
+            if group.get("subset_norm"):
+                group.update(rank=config.adamsnsm_rank, update_proj_gap=config.adamsnsm_update_proj_gap)
+        return AdamSNSM, groups, dict(lr=lr, betas=betas, eps=config.eps)
+    if variant == "muon":
+        groups = _with_keys(param_groups(model, wd), hidden, model, {"muon": True})
+        return MuonWithAdamW, groups, dict(
+            lr=lr, weight_decay=wd, betas=betas, eps=config.eps, momentum=config.muon_momentum,
+            nesterov=config.muon_nesterov, ns_steps=config.muon_ns_steps, adjust_lr_fn=config.muon_adjust_lr_fn)
+    if variant == "lion":
+        return (field.pytorch_optimizer(variant).Lion, param_groups(model, wd),
+                dict(lr=lr, betas=(config.lion_beta1, config.lion_beta2), weight_decay=wd, foreach=foreach))
+    if variant == "came":
+        return (field.pytorch_optimizer(variant).CAME, param_groups(model, wd),
+                dict(lr=lr, betas=(config.beta1, config.beta2, config.came_beta3), weight_decay=wd,
+                     clip_threshold=config.came_clip_threshold, foreach=foreach))
+    if variant == "sm3":  # SM3 has no weight decay
+        return (field.pytorch_optimizer(variant).SM3, param_groups(model, 0.0),
+                dict(lr=lr, momentum=config.sm3_momentum, beta=config.sm3_beta, foreach=foreach))
+    if variant == "galore":
+        groups = _with_keys(param_groups(model, wd), hidden, model, dict(
+            rank=config.galore_rank, update_proj_gap=config.galore_update_proj_gap, scale=config.galore_scale,
+            projection_type=config.galore_proj_type))
+        return field.galore_class(), groups, dict(lr=lr, betas=betas, eps=config.eps, weight_decay=wd, foreach=foreach)
+    if variant == "apollo":
+        groups = _with_keys(param_groups(model, wd), hidden, model, dict(
+            rank=config.apollo_rank, update_proj_gap=config.apollo_update_proj_gap, scale=config.apollo_scale,
+            projection_type="std"))
+        return field.apollo_class(), groups, dict(
+            lr=lr, betas=betas, eps=config.eps, weight_decay=wd, scale_type=config.apollo_scale_type,
+            projection_seed=config.seed, foreach=foreach)
+    if variant == "adam_mini":
+        return field.adam_mini_class(), _adam_mini_groups(model, wd), dict(
+            lr=lr, betas=betas, eps=config.eps, weight_decay=wd, num_embeds=model.config.n_embd,
+            num_heads=model.config.n_head, num_query_groups=model.config.n_kv_head)
+    if variant == "adamw8bit":
+        return field.adamw8bit_class(), param_groups(model, wd), dict(
+            lr=lr, betas=betas, eps=config.eps, weight_decay=wd, block_size=config.adamw8bit_block_size)
     if variant in ("adam", "adamw"):
         # Adam keeps no weight decay: torch's Adam would apply it as coupled L2, a different method
         wd = config.weight_decay if variant == "adamw" else 0.0
@@ -97,7 +231,7 @@ def optimizer_spec(model: nn.Module, config) -> tuple[type, list[dict], dict]:
             lr=lr, beta1=config.adafactor_beta1, decay_rate=config.adafactor_decay_rate,
             eps=(None, config.adafactor_eps2), clip_threshold=config.adafactor_clip_threshold,
             relative_step=config.adafactor_relative_step, scale_parameter=config.adafactor_scale_parameter)
-    raise ValueError(f"optimizer_variant={variant!r} is not one of adam, adamw, adamsn, adafactor")
+    raise ValueError(f"optimizer_variant={variant!r} is not a known variant")
 
 
 def build_optimizer(model: nn.Module, config, zero: bool = False) -> torch.optim.Optimizer:

@@ -1,0 +1,53 @@
+"""Muon for the hidden 2-D weights, AdamW for the rest, seen by the trainer as one optimizer.
+
+The split is modded-nanogpt's and Moonlight's: Muon (torch.optim.Muon, torch >= 2.9) orthogonalizes
+the momentum of every hidden nn.Linear weight; embeddings, the tied output layer, LayerNorm gains
+and biases take AdamW steps. With adjust_lr_fn="match_rms_adamw" Muon scales its update to AdamW's
+RMS, so one learning rate (and one schedule) serves both parts.
+
+The two torch optimizers share this object's param_groups (each group says which one it belongs to
+with `muon`) and its state, so state_dict / load_state_dict / ZeroRedundancyOptimizer see one
+ordinary torch.optim.Optimizer.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.optim import Optimizer
+
+
+def require_muon() -> type:
+    muon = getattr(torch.optim, "Muon", None)
+    if muon is None:
+        raise ImportError(f"optimizer_variant=muon needs torch.optim.Muon, added in torch 2.9 "
+                          f"(this is torch {torch.__version__})")
+    return muon
+
+
+class MuonWithAdamW(Optimizer):
+    def __init__(self, params, lr: float = 1e-3, weight_decay: float = 0.1, betas=(0.9, 0.95), eps: float = 1e-8,
+                 momentum: float = 0.95, nesterov: bool = True, ns_steps: int = 5,
+                 adjust_lr_fn: str = "match_rms_adamw", foreach: bool = True):
+        muon_cls = require_muon()
+        super().__init__(params, dict(lr=lr, weight_decay=weight_decay))
+        muon_groups = [g for g in self.param_groups if g.get("muon")]
+        adamw_groups = [g for g in self.param_groups if not g.get("muon")]
+        # the inner constructors add their defaults (and check their arguments) on the shared dicts
+        self._muon = muon_cls(muon_groups, lr=lr, weight_decay=weight_decay, momentum=momentum,
+                              nesterov=nesterov, ns_steps=ns_steps, adjust_lr_fn=adjust_lr_fn) if muon_groups else None
+        self._adamw = torch.optim.AdamW(adamw_groups, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                                        foreach=foreach) if adamw_groups else None
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        # load_state_dict replaces this object's groups and state: point the inner ones at them anew
+        for inner, is_muon in ((self._muon, True), (self._adamw, False)):
+            if inner is not None:
+                inner.param_groups = [g for g in self.param_groups if bool(g.get("muon")) == is_muon]
+                inner.state = self.state
+                inner.step()
+        return loss
