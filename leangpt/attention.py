@@ -22,7 +22,12 @@ from einops import einsum, rearrange
 
 
 class KVCache:
-    """Per-layer keys and values of the tokens seen so far, kept at n_kv_head (never expanded)."""
+    """Per-layer keys and values of the tokens seen so far, kept at n_kv_head (never expanded).
+
+    The buffers are allocated once, at `capacity` tokens. A decode step (one new token) attends to
+    the whole buffer with the unused tail masked out, so every decode step has the same shapes:
+    nothing is reallocated per token, and the step is one graph for torch.compile.
+    """
 
     def __init__(self, n_layer: int, batch_size: int, n_kv_head: int, capacity: int, head_dim: int,
                  device: torch.device, dtype: torch.dtype):
@@ -31,17 +36,26 @@ class KVCache:
         self.values = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layer)]
         self.capacity = capacity
         self.length = 0  # tokens cached; the same for every layer once a forward pass ends
+        self._slots = torch.arange(capacity, device=device)
+        self.decode_mask: torch.Tensor | None = None  # (1, 1, 1, capacity) during a decode step
 
     def reset(self) -> None:
         self.length = 0
 
+    def begin(self, new_tokens: int) -> None:
+        """Called once per forward pass, before the layers append their new_tokens keys."""
+        if self.length + new_tokens > self.capacity:
+            raise ValueError(f"KV cache overflow: {self.length + new_tokens} tokens > capacity {self.capacity}")
+        self.decode_mask = (self._slots <= self.length).view(1, 1, 1, -1) if new_tokens == 1 else None
+
     def append(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Store the new tokens' k, v for `layer`; return everything cached for it so far."""
+        """Store the new tokens' k, v for `layer`; return the keys and values to attend to: the
+        whole buffer in a decode step (with `decode_mask`), else everything cached so far."""
         start, end = self.length, self.length + k.size(2)
-        if end > self.capacity:
-            raise ValueError(f"KV cache overflow: {end} tokens > capacity {self.capacity}")
         self.keys[layer][:, :, start:end] = k
         self.values[layer][:, :, start:end] = v
+        if self.decode_mask is not None:
+            return self.keys[layer], self.values[layer]
         return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
 
     def nbytes(self) -> int:
@@ -79,32 +93,34 @@ class CausalSelfAttention(nn.Module):
         q = rearrange(q, "b t (h d) -> b h t d", h=self.n_head)
         k = rearrange(k, "b t (g d) -> b g t d", g=self.n_kv_head)
         v = rearrange(v, "b t (g d) -> b g t d", g=self.n_kv_head)
+        key_mask = None
         if cache is not None:
             k, v = cache.append(self.layer_index, k, v)
+            key_mask = cache.decode_mask
         attend = self._attend_sdpa if self.impl == "sdpa" else self._attend_einsum
-        y = attend(q, k, v)
+        y = attend(q, k, v, key_mask)
         y = rearrange(y, "b h t d -> b t (h d)")
         return self.resid_dropout(self.c_proj(y))
 
-    def _attend_sdpa(self, q, k, v):
+    def _attend_sdpa(self, q, k, v, key_mask=None):
         q_len, k_len = q.size(2), k.size(2)
         # is_causal is top-left aligned: right only when queries and keys are the same tokens.
-        # A single new query sees every cached key, so it needs no mask at all.
-        mask, is_causal = None, False
-        if q_len == k_len:
+        # A decode step's query sees every cached key: its mask only hides the buffer's unused tail.
+        mask, is_causal = key_mask, False
+        if key_mask is None and q_len == k_len:
             is_causal = True
-        elif q_len > 1:
+        elif key_mask is None and q_len > 1:
             mask = causal_mask(q_len, k_len, q.device)
         return F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, is_causal=is_causal,
             dropout_p=self.dropout if self.training else 0.0,
             enable_gqa=self.n_headgroup > 1)
 
-    def _attend_einsum(self, q, k, v):
+    def _attend_einsum(self, q, k, v, key_mask=None):
         # The readable reference: the group axis g is explicit and K/V are never copied per head.
         q = rearrange(q, "b (g s) i d -> b g s i d", s=self.n_headgroup)
         scores = einsum(q, k, "b g s i d, b g j d -> b g s i j") / math.sqrt(self.head_dim)
-        mask = causal_mask(q.size(3), k.size(2), q.device)
+        mask = key_mask.unsqueeze(1) if key_mask is not None else causal_mask(q.size(3), k.size(2), q.device)
         scores = scores.masked_fill(~mask, float("-inf"))
         weights = self.attn_dropout(F.softmax(scores, dim=-1))
         y = einsum(weights, v, "b g s i j, b g j d -> b g s i d")

@@ -139,7 +139,7 @@ def step_memory(config: MemoryConfig, vocab_size: int | None = None) -> MemoryBr
     """The breakdown of one steady-state training step of `config`."""
     config.validate()
     vocab_size = vocab_size or resolve_vocab_size(config)
-    runtime = resolve(config.device, config.dtype) if config.measure else resolve("cpu", _cpu_dtype(config.dtype))
+    runtime = resolve(config.device, config.dtype) if config.measure else resolve("cpu", _cpu_dtype(config.dtype), check_speed=False)
     grad_accum = config.simulated_micro_batches
     with _tensor_mode(fake=not config.measure):
         with torch.device(runtime.device):
@@ -174,7 +174,7 @@ def generation_memory(config: MemoryConfig, vocab_size: int | None = None) -> Me
     a prefill of block_size - 1 prompt tokens, then one decoded token fills the cache."""
     config.validate()
     vocab_size = vocab_size or resolve_vocab_size(config)
-    runtime = resolve(config.device, config.dtype) if config.measure else resolve("cpu", _cpu_dtype(config.dtype))
+    runtime = resolve(config.device, config.dtype) if config.measure else resolve("cpu", _cpu_dtype(config.dtype), check_speed=False)
     with _tensor_mode(fake=not config.measure):
         with torch.device(runtime.device):
             model = GPT(model_config_from(config, vocab_size))

@@ -132,6 +132,8 @@ class GPT(nn.Module):
         start = cache.length if cache is not None else 0
         if start + t > self.config.block_size:
             raise ValueError(f"cannot forward {start + t} positions; block_size is {self.config.block_size}")
+        if cache is not None:
+            cache.begin(t)
         pos = torch.arange(start, start + t, dtype=torch.long, device=idx.device)
         x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))
         recompute = self.activation_checkpointing and self.training and torch.is_grad_enabled() and cache is None

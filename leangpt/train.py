@@ -27,7 +27,7 @@ from .checkpoint import CheckpointError
 from .checks import ARCHITECTURE_KEYS, other_configuration, resume_changes, tuned_lr_hint
 from .config import ConfigError, LeanGPTError, TrainConfig
 from .data import BatchSampler, dataset_paths, load_meta
-from .device import resolve
+from .device import check_compile, resolve
 from .fileio import atomic_write_json, directory_lock
 from .metrics import MetricsLogger
 from .model import GPT, GPTConfig
@@ -247,6 +247,8 @@ def _is_communication_error(exc: BaseException) -> bool:
 
 def _train(config: TrainConfig, dist: Distributed, device: str, log) -> dict:
     runtime = resolve(device, config.dtype)
+    if config.compile:
+        check_compile(runtime.device_type)
     out_dir = Path(config.out_dir)
     grad_accum = config.gradient_accumulation_steps
     if grad_accum % dist.world_size:

@@ -6,6 +6,11 @@ import pytest
 import torch
 
 from leangpt.config import TrainConfig
+from leangpt.device import SLOW_BF16_OVERRIDE
+
+# the tests run bfloat16 on CPU for its numbers, not its speed: allow it on CPUs without bf16
+# instructions too (test_device.py checks the refusal itself); subprocesses inherit this
+os.environ[SLOW_BF16_OVERRIDE] = "1"
 from leangpt.data import prepare_dataset
 
 CORPUS = (

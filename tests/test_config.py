@@ -48,6 +48,13 @@ def test_value_conversion(arg, value):
     (["batch_size=3"], "config file 'batch_size=3' not found"),
     (["--batch_size"], "must look like --key=value"),
     (["--beta1=1.0"], "beta1=1.0 must be in [0, 1)"),
+    (["--galore_rank=0"], "galore_rank=0 must be >= 1"),
+    (["--adamsnsm_update_proj_gap=0"], "adamsnsm_update_proj_gap=0 must be >= 1"),
+    (["--muon_momentum=1.5"], "muon_momentum=1.5 must be in [0, 1)"),
+    (["--muon_adjust_lr_fn=fast"], "choose one of: match_rms_adamw, original"),
+    (["--apollo_scale_type=row"], "choose one of: channel, tensor"),
+    (["--galore_scale=0"], "galore_scale=0.0 must be a finite number > 0"),
+    (["--sm3_beta=2"], "sm3_beta=2.0 must be in [0, 1]"),
 ])
 def test_bad_inputs_are_one_line_errors(argv, needle):
     with pytest.raises(ConfigError) as info:
