@@ -1,7 +1,17 @@
-"""Training speed: leangpt's trainer beside a plain-PyTorch GPT step of the same size, in one run.
+"""Training speed: leangpt's trainer beside a plain-PyTorch GPT step of the same size, in one run,
+or beside an upstream nanoGPT checkout.
 
     python bench/bench_train.py config/train_shakespeare_char.py --device=cpu --compile=False \
         --block_size=64 --batch_size=12 --n_layer=4 --n_head=4 --n_embd=128 --dropout=0.0 [--iters=200]
+    python bench/bench_train.py --nanogpt=PATH/TO/nanoGPT [--iters=300] [--rounds=3] [--data_dir=data] \
+        config/train_shakespeare_char.py --device=cpu --compile=False ... (the same training arguments)
+
+With --nanogpt, the checkout's own train.py and leangpt's train.py run the same command line as
+subprocesses, alternating, `--rounds` times (nanoGPT in a scratch directory whose data/<dataset>
+points at leangpt's prepared dataset; its config file is leangpt's copy of the one named). Each
+prints nanoGPT's `iter N: loss L, time T ms` lines: the medians of T after the first 5 iterations
+are compared (the iterations that also evaluate are in both). The checkout is the user's: nothing
+of nanoGPT is vendored here.
 
 The baseline is the minimum a GPT training step does (nanoGPT's architecture written plainly:
 embedding, blocks with SDPA attention and a GELU MLP, cross-entropy, backward, clip, AdamW),
@@ -13,7 +23,10 @@ Timings on shared CPUs are noisy: compare the ratio, not absolute numbers across
 from __future__ import annotations
 
 import dataclasses
+import os
+import re
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -91,10 +104,63 @@ def time_leangpt(config: TrainConfig, iters: int) -> float:
     return statistics.median(ms[5:])
 
 
+ITER_LINE = re.compile(r"^iter (\d+): loss [\d.]+, time ([\d.]+)ms")
+REPO = Path(__file__).resolve().parents[1]
+
+
+def median_iter_ms(cmd: list[str], cwd: Path) -> float:
+    """Run one training command; the median of its logged per-iteration times after iteration 5."""
+    done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=3600)
+    if done.returncode != 0:
+        sys.exit(f"{' '.join(cmd[:3])} ... failed:\n{done.stdout[-1500:]}\n{done.stderr[-1500:]}")
+    times = [float(m.group(2)) for line in done.stdout.splitlines() if (m := ITER_LINE.match(line)) and int(m.group(1)) >= 5]
+    if not times:
+        sys.exit(f"no 'iter N: loss L, time T ms' lines in the output of {' '.join(cmd[:3])}")
+    return statistics.median(times)
+
+
+def compare_with_nanogpt(nanogpt: Path, train_args: list[str], data_dir: str, iters: int, rounds: int) -> None:
+    if not (nanogpt / "train.py").is_file() or not (nanogpt / "model.py").is_file():
+        sys.exit(f"--nanogpt={nanogpt}: no train.py and model.py there (give the root of a nanoGPT checkout)")
+    config = parse_config(TrainConfig, [*train_args, f"--data_dir={data_dir}"])
+    dataset = Path(data_dir).resolve() / config.dataset
+    if not (dataset / "train.bin").is_file():
+        sys.exit(f"{dataset} is not prepared: run python data/{config.dataset}/prepare.py first")
+    # config files are leangpt's copies (the same assignments nanoGPT's configurator executes)
+    args = [str((REPO / a).resolve()) if a.endswith(".py") and not a.startswith("--") else a for a in train_args]
+    args += [f"--max_iters={iters}"]
+    tokens = config.batch_size * config.block_size * config.gradient_accumulation_steps
+    env_note = os.environ.get("OMP_NUM_THREADS", "default")
+    print(f"nanoGPT {nanogpt} vs leangpt, {iters} iters x {rounds} rounds, OMP_NUM_THREADS={env_note}")
+    times = {"nanoGPT": [], "leangpt": []}
+    with tempfile.TemporaryDirectory() as scratch:
+        work = Path(scratch)
+        (work / "data").mkdir()
+        (work / "data" / config.dataset).symlink_to(dataset)
+        for _ in range(rounds):
+            times["nanoGPT"].append(median_iter_ms(
+                [sys.executable, str(nanogpt / "train.py"), *args, f"--out_dir={work / 'out-nanogpt'}"], work))
+            times["leangpt"].append(median_iter_ms(
+                [sys.executable, str(REPO / "train.py"), *args, f"--out_dir={work / 'out-leangpt'}",
+                 f"--data_dir={work / 'data'}"], work))
+    n, o = statistics.median(times["nanoGPT"]), statistics.median(times["leangpt"])
+    print(f"{'':10s} {'ms/iter':>9s} {'tokens/s':>10s}   rounds (ms/iter)")
+    for name, value in (("nanoGPT", n), ("leangpt", o)):
+        print(f"{name:10s} {value:9.2f} {tokens / value * 1000:10.0f}   {', '.join(f'{t:.2f}' for t in times[name])}")
+    print(f"ratio leangpt/nanoGPT: {o / n:.3f}")
+
+
 def main(argv: list[str]) -> None:
     iters = int(next((a.split("=", 1)[1] for a in argv if a.startswith("--iters=")), 200))
     rounds = int(next((a.split("=", 1)[1] for a in argv if a.startswith("--rounds=")), 3))
-    config = parse_config(TrainConfig, [a for a in argv if not a.startswith(("--iters=", "--rounds="))])
+    nanogpt = next((a.split("=", 1)[1] for a in argv if a.startswith("--nanogpt=")), None)
+    own = ("--iters=", "--rounds=", "--nanogpt=")
+    if nanogpt:
+        data_dir = next((a.split("=", 1)[1] for a in argv if a.startswith("--data_dir=")), "data")
+        train_args = [a for a in argv if not a.startswith((*own, "--data_dir="))]
+        compare_with_nanogpt(Path(nanogpt).expanduser().resolve(), train_args, data_dir, iters, rounds)
+        return
+    config = parse_config(TrainConfig, [a for a in argv if not a.startswith(own)])
     tokens = config.batch_size * config.block_size * config.gradient_accumulation_steps
     print(f"model {config.n_layer}x{config.n_embd}, {config.n_head} heads (n_headgroup={config.n_headgroup}), "
           f"batch {config.batch_size}x{config.block_size}, {config.optimizer_variant}, "

@@ -65,10 +65,8 @@ def storage_bytes(tensors) -> int:
     seen, total = set(), 0
     for t in tensors:
         storage = t.untyped_storage()
-        try:
-            key = storage.data_ptr() or id(t)
-        except RuntimeError:  # fake tensors have no address
-            key = id(t)
+        fake = getattr(t, "fake_mode", None) is not None  # a FakeTensor (memory estimates) has no address
+        key = id(t) if fake else (storage.data_ptr() or id(t))
         if key not in seen:
             seen.add(key)
             total += storage.nbytes()
