@@ -74,8 +74,17 @@ def load(path: str | Path) -> dict:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path} is not a readable checkpoint ({first_line})") from None
+        if "torchao" not in str(exc):
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise CheckpointError(f"{path} is not a readable checkpoint ({first_line})") from None
+        # AdamW8bit's state: torchao declares its tensor classes safe to load once it is imported
+        from .optim.field import adamw8bit_class
+        adamw8bit_class()
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc2:
+            first_line = str(exc2).strip().splitlines()[0] if str(exc2).strip() else type(exc2).__name__
+            raise CheckpointError(f"{path} is not a readable checkpoint ({first_line})") from None
     if not isinstance(ckpt, dict) or "model" not in ckpt or "model_args" not in ckpt:
         raise CheckpointError(f"{path} is not a GPT checkpoint (no 'model' / 'model_args')")
     if "digest" in ckpt and ckpt["digest"] != digest(ckpt):  # upstream nanoGPT's files carry none

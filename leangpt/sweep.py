@@ -228,7 +228,10 @@ def execute(run: Run, index: int, progress: Progress) -> str:
         final = {"status": "failed", "error": lines[-1] if lines else f"exit status {code}"}
     atomic_write_json(run.dir / "run.json", {**final, "overrides": run.overrides})
     if final["status"] == "finished":
-        write_sample(run)
+        try:
+            write_sample(run)
+        except LeanGPTError as exc:  # the run itself is done: one line, and the sweep goes on
+            progress.line(f"    no sample for {run.name}: {exc}")
     progress.line(f"[{index}/{progress.total}] {run.name}: {final['status']} in {format_duration(time.time() - run_started)}"
                   + (f" ({final['error']})" if "error" in final else ""))
     return final["status"]

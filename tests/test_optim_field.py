@@ -218,3 +218,14 @@ def test_every_new_variant_under_ddp_and_zero_equals_one_process(tiny_data, tmp_
         if not (zero and variant == "apollo"):
             assert_same_losses(metrics(out), reference, tol=1e-4)
         assert os.path.getsize(os.path.join(out, "ckpt.pt")) > 0
+
+
+def test_an_adamw8bit_checkpoint_loads_in_a_fresh_process(tiny_data, tmp_path):
+    """A process that never imported torchao (a sweep's parent, sample.py) still reads it."""
+    run_train(tiny_config(tiny_data, tmp_path / "o", max_iters=2, **variant_settings("adamw8bit")))
+    import subprocess
+    import sys
+    code = ("import sys; from leangpt import checkpoint; c = checkpoint.load(sys.argv[1]); "
+            "assert 'torchao' not in sys.modules or c['optimizer']['state']; print('ok')")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "o" / "ckpt.pt")], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-2000:]
