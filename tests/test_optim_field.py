@@ -229,3 +229,12 @@ def test_an_adamw8bit_checkpoint_loads_in_a_fresh_process(tiny_data, tmp_path):
             "assert 'torchao' not in sys.modules or c['optimizer']['state']; print('ok')")
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "o" / "ckpt.pt")], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-2000:]
+
+
+def test_muon_on_a_torch_without_it_is_one_line_naming_the_version(tiny_data, tmp_path, capsys, monkeypatch):
+    monkeypatch.delattr(torch.optim, "Muon")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", f"--data_dir={tiny_data}", "--dataset=tiny", f"--out_dir={tmp_path / 'o'}", "--device=cpu",
+              "--compile=False", "--optimizer_variant=muon", "--max_iters=1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code != 0 and len(err) == 1 and "torch 2.9" in err[0]

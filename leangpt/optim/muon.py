@@ -15,11 +15,13 @@ from __future__ import annotations
 import torch
 from torch.optim import Optimizer
 
+from .field import MissingDependency
+
 
 def require_muon() -> type:
     muon = getattr(torch.optim, "Muon", None)
     if muon is None:
-        raise ImportError(f"optimizer_variant=muon needs torch.optim.Muon, added in torch 2.9 "
+        raise MissingDependency(f"optimizer_variant=muon needs torch.optim.Muon, added in torch 2.9 "
                           f"(this is torch {torch.__version__})")
     return muon
 
