@@ -1,6 +1,6 @@
 """Grouped-query attention: parameters, KV-cache size and generation speed, MHA vs GQA vs MQA.
 
-    python bench/bench_gqa.py [--rounds=3] [--threads=N] [--only=sizes|generation|decode]
+    python bench/bench_gqa.py [--rounds=3] [--threads=N] [--only=sizes|generation|decode] [--cases=250]
 
 1. Parameters and KV-cache bytes/token (float32) at the seed size (4x128, 4 heads) and at 6x384
    (6 heads); the KV cache of n_headgroup=S must be exactly 1/S of MHA's.
@@ -51,7 +51,7 @@ def tokens_per_s(model, new_tokens, **kwargs) -> float:
     return new_tokens / (time.perf_counter() - t0)
 
 
-def generation(rounds: int):
+def generation(rounds: int, inside_block_only: bool = False):
     print("\n## Generation, 6x384, block_size 256, batch 1 (tokens/s)\n")
     models = {name: GPT(GPTConfig(vocab_size=65, n_layer=6, n_head=6, n_embd=384, block_size=256, bias=False,
                                   n_headgroup=s)).eval() for name, s in (("MHA", 1), ("GQA S=2", 2), ("MQA", 6))}
@@ -59,6 +59,8 @@ def generation(rounds: int):
              "500 no cache": (500, dict(kv_cache=False)),
              "500 cache exact": (500, dict(kv_cache=True, cache_overflow="exact")),
              "500 cache half": (500, dict(kv_cache=True, cache_overflow="half"))}
+    if inside_block_only:  # --cases=250: the cache's speed-up alone, without the slow past-the-block cases
+        cases = {k: v for k, v in cases.items() if k.startswith("250")}
     results = {(m, c): [] for m in models for c in cases}
     with torch.no_grad():
         for name, model in models.items():
@@ -103,7 +105,7 @@ if __name__ == "__main__":
     if "threads" in options:
         torch.set_num_threads(int(options["threads"]))
     print(f"{torch.get_num_threads()} threads, torch {torch.__version__}, {rounds} rounds\n")
-    parts = {"sizes": sizes, "generation": lambda: generation(rounds), "decode": lambda: decode_attention(rounds)}
+    parts = {"sizes": sizes, "generation": lambda: generation(rounds, options.get("cases") == "250"), "decode": lambda: decode_attention(rounds)}
     for name, part in parts.items():
         if options.get("only", name) == name:
             part()

@@ -18,11 +18,11 @@ if [ -z "$input" ] || [ ! -f "$input" ]; then  # no text given (the machine may 
 fi
 "$py" -m leangpt prepare --input="$input" --name=gpucheck --data_dir="$work/data" >/dev/null
 "$py" -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no GPU', torch.cuda.device_count(), 'GPU(s)')"
-device="${DEVICE:-cuda}"  # DEVICE=cpu ITERS=20: a dry run of this script's plumbing
+device="${DEVICE:-cuda}"  # DEVICE=cpu ITERS=15 EXTRA="--batch_size=2 --block_size=32": a dry run of the plumbing
 common=(--data_dir="$work/data" --dataset=gpucheck --device="$device" --n_layer=6 --n_head=6 --n_embd=384
         --block_size=256 --batch_size=64 --gradient_accumulation_steps=1 --max_iters="$iters"
         --lr_decay_iters="$iters" --warmup_iters=20 --eval_interval=100000 --eval_iters=1 --log_interval=1
-        --dropout=0.0 --learning_rate=1e-3 --min_lr=1e-4 --always_save_checkpoint=False)
+        --dropout=0.0 --learning_rate=1e-3 --min_lr=1e-4 --always_save_checkpoint=False ${EXTRA:-})
 run() {  # name, extra args...
   local name="$1"; shift
   "$py" -m leangpt train "${common[@]}" --out_dir="$work/$name" "$@" > "$work/$name.log" 2>&1 || { tail -5 "$work/$name.log"; return 1; }

@@ -102,9 +102,11 @@ def plot(table: dict, path: Path) -> None:
     front = pareto(points)
     fig, ax = plt.subplots(figsize=(8, 5.5))
     on_front = {name for _, _, name in front}
-    for x, y, name in points:
+    for i, (x, y, name) in enumerate(sorted(points, key=lambda p: p[1])):
         ax.scatter(x, y, s=45, color="C3" if name in on_front else "C0", zorder=3)
-        ax.annotate(name, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=10)
+        # neighbours in loss alternate sides, so that close points keep readable labels
+        ax.annotate(name, (x, y), textcoords="offset points", xytext=(6, 3) if i % 2 else (-6, 3),
+                    ha="left" if i % 2 else "right", fontsize=10)
     ax.step([p[0] for p in front], [p[1] for p in front], where="post", color="C3", lw=1.5,
             label="Pareto front (no variant has both less state and lower loss)")
     ax.set_xscale("log")

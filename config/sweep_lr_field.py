@@ -1,7 +1,7 @@
 # The learning-rate sweep behind the README's optimizer-field table: the seed CPU config (MHA),
 # every variant of the field at 4 learning rates, plus the four older variants at their tuned
 # settings, all evaluated on 200 batches (eval noise below 0.005; README "The optimizer field").
-#   leangpt sweep config/sweep_lr_field.py      (40 runs x about 2 min on 2 cores)
+#   leangpt sweep config/sweep_lr_field.py      (45 runs x about 2 min on 2 cores)
 # min_lr is learning_rate / 10 in every run. Where a method's decoupled weight decay multiplies a
 # learning rate far from AdamW's (Lion, GaLore, AdamSNSM), weight_decay is scaled to keep
 # lr * weight_decay at AdamW's tuned 5e-3 * 0.1 = 5e-4 per step.
@@ -43,10 +43,10 @@ variants = [
     *_runs("muon", [2e-3, 5e-3, 1e-2, 2e-2]),
     *_runs("lion", [3e-4, 5e-4, 1e-3, 2e-3], scale_decay=True),
     *_runs("adam_mini", [2e-3, 5e-3, 1e-2, 2e-2]),
-    *_runs("came", [1e-3, 2e-3, 5e-3, 1e-2]),
+    *_runs("came", [2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2]),
     *_runs("sm3", [1e-2, 3e-2, 1e-1, 3e-1]),
-    *_runs("galore", [5e-3, 1e-2, 2e-2, 5e-2], scale_decay=True),
-    *_runs("apollo", [2e-3, 5e-3, 1e-2, 2e-2]),
-    *_runs("adamw8bit", [2e-3, 3e-3, 5e-3, 8e-3]),
+    *_runs("galore", [5e-3, 1e-2, 2e-2, 5e-2, 1e-1], scale_decay=True),
+    *_runs("apollo", [2e-3, 5e-3, 1e-2, 2e-2, 5e-2]),
+    *_runs("adamw8bit", [2e-3, 3e-3, 5e-3, 8e-3, 1.2e-2]),
 ]
 del _runs

@@ -12,8 +12,11 @@ from .config import TrainConfig
 ARCHITECTURE_KEYS = ("n_layer", "n_head", "n_headgroup", "n_embd", "block_size", "bias", "vocab_size")
 
 
-# the best learning rates of the sweep on the course's seed model (README, "Optimizer results")
-TUNED_LR = {"adam": 3e-3, "adamw": 5e-3, "adamsn": 5e-2, "adafactor": 5e-2}
+# the best learning rates of the sweeps on the course's seed model (README, "Optimizer results" and
+# "The optimizer field"; config/tuned_<variant>.py)
+TUNED_LR = {"adam": 3e-3, "adamw": 5e-3, "adamsn": 5e-2, "adafactor": 5e-2, "adamsnsm": 5e-2, "muon": 5e-3,
+            "lion": 5e-4, "adam_mini": 5e-3, "came": 5e-4, "sm3": 3e-2, "galore": 5e-2, "apollo": 2e-2,
+            "adamw8bit": 8e-3}
 
 
 def tuned_lr_hint(config: TrainConfig) -> str:
