@@ -72,19 +72,18 @@ def load(path: str | Path) -> dict:
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        if "torchao" not in str(exc):
-            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise CheckpointError(f"{path} is not a readable checkpoint ({first_line})") from None
-        # AdamW8bit's state: torchao declares its tensor classes safe to load once it is imported
-        from .optim.field import adamw8bit_class
-        adamw8bit_class()
         try:
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc2:
-            first_line = str(exc2).strip().splitlines()[0] if str(exc2).strip() else type(exc2).__name__
-            raise CheckpointError(f"{path} is not a readable checkpoint ({first_line})") from None
+        except Exception as exc:
+            if "torchao" not in str(exc):
+                raise
+            # AdamW8bit's state: torchao declares its tensor classes safe to load once it is imported
+            from .optim.field import adamw8bit_class
+            adamw8bit_class()
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path} is not a readable checkpoint ({first_line})") from None
     if not isinstance(ckpt, dict) or "model" not in ckpt or "model_args" not in ckpt:
         raise CheckpointError(f"{path} is not a GPT checkpoint (no 'model' / 'model_args')")
     if "digest" in ckpt and ckpt["digest"] != digest(ckpt):  # upstream nanoGPT's files carry none

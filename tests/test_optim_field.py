@@ -11,14 +11,13 @@ import pytest
 import torch
 import torch.nn as nn
 
-from leangpt import checkpoint
 from leangpt.cli import main
 from leangpt.model import GPT, GPTConfig
 from leangpt.optim import AdamSN, AdamSNSM, MuonWithAdamW, build_optimizer, state_bytes
 from leangpt.optim import field
 from tests.conftest import tiny_config
 from tests.test_distributed import assert_same_losses, common_args, launch, metrics
-from tests.test_train import _iter_of, losses, run_train
+from tests.test_train import assert_resume_is_exact, losses, run_train
 
 NEW_VARIANTS = ["adamsnsm", "muon", "lion", "adam_mini", "came", "sm3", "galore", "apollo", "adamw8bit"]
 # small ranks and a short refresh gap, so that the tiny model has real subspaces that change
@@ -184,19 +183,10 @@ def test_a_missing_extra_is_one_line_naming_it(tiny_data, tmp_path, capsys, monk
 # ------------------------------------------------------------------------------ every variant in the trainer
 @pytest.mark.parametrize("variant", NEW_VARIANTS)
 def test_every_new_variant_trains_and_resumes_exactly(tiny_data, tmp_path, variant):
-    base = dict(variant_settings(variant), n_headgroup=2, dropout=0.1, lr_decay_iters=20, eval_interval=5,
-                always_save_checkpoint=False)
-    result, straight = run_train(tiny_config(tiny_data, tmp_path / "a", max_iters=20, **base))
+    result, straight = assert_resume_is_exact(tiny_data, tmp_path, n_headgroup=2, **variant_settings(variant))
     train_losses = [float(line.split("loss ")[1]) for line in losses(straight) if line.startswith("iter")]
     assert train_losses[-1] < train_losses[0] - 0.3
     assert 0 < result["optimizer_state_bytes"] and any("x AdamW's" in line for line in straight)
-    run_train(tiny_config(tiny_data, tmp_path / "b", max_iters=10, **base))
-    _, resumed = run_train(tiny_config(tiny_data, tmp_path / "b", max_iters=20, init_from="resume", **base))
-    straight_after = [line for line in losses(straight) if _iter_of(line) >= 10 and not line.startswith("step 10:")]
-    assert losses(resumed) == straight_after
-    a = checkpoint.load(tmp_path / "a" / "ckpt.pt")["model"]
-    b = checkpoint.load(tmp_path / "b" / "ckpt.pt")["model"]
-    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def _distributed_args(tiny_data, out, variant, **kw):

@@ -50,9 +50,14 @@ def test_training_lowers_loss_and_writes_run_files(tiny_data, tmp_path):
 @pytest.mark.parametrize("variant", ["adamw", "adamsn", "adafactor", "adam"])
 @pytest.mark.parametrize("n_headgroup", [1, 2])
 def test_resume_is_exact(tiny_data, tmp_path, variant, n_headgroup):
-    base = dict(optimizer_variant=variant, n_headgroup=n_headgroup, dropout=0.1, lr_decay_iters=20,
-                eval_interval=5, always_save_checkpoint=False)
-    _, straight = run_train(tiny_config(tiny_data, tmp_path / "a", max_iters=20, **base))
+    assert_resume_is_exact(tiny_data, tmp_path, optimizer_variant=variant, n_headgroup=n_headgroup)
+
+
+def assert_resume_is_exact(tiny_data, tmp_path, **settings):
+    """20 iterations straight equal 10, then 10 more resumed: same printed losses, same weights.
+    Returns the straight run's (result, log lines)."""
+    base = dict(dropout=0.1, lr_decay_iters=20, eval_interval=5, always_save_checkpoint=False, **settings)
+    result, straight = run_train(tiny_config(tiny_data, tmp_path / "a", max_iters=20, **base))
     run_train(tiny_config(tiny_data, tmp_path / "b", max_iters=10, **base))
     _, resumed = run_train(tiny_config(tiny_data, tmp_path / "b", max_iters=20, init_from="resume", **base))
     # the resumed run starts after the evaluation at iter 10, which the first half already ran
@@ -61,6 +66,7 @@ def test_resume_is_exact(tiny_data, tmp_path, variant, n_headgroup):
     a = checkpoint.load(tmp_path / "a" / "ckpt.pt")["model"]
     b = checkpoint.load(tmp_path / "b" / "ckpt.pt")["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+    return result, straight
 
 
 def _iter_of(line):
