@@ -165,9 +165,11 @@ class Progress:
     def __init__(self, total_runs: int, stream=None):
         self.total, self.stream = total_runs, stream or sys.stdout
         self.tty = self.stream.isatty()
-        self.started = time.time()
         self.iters_done = 0  # iterations trained in this sweep invocation, for the ETA
         self.iters_left = 0
+        # the clock starts at the first iteration seen: a process's start-up and first evaluation
+        # would otherwise count as the cost of one iteration (an ETA of days after iteration 1)
+        self.clock: tuple[float, int] | None = None  # (time, iters_done) when the clock started
 
     def line(self, text: str) -> None:
         if self.tty:
@@ -175,11 +177,22 @@ class Progress:
         self.stream.write(text + "\n")
         self.stream.flush()
 
-    def eta(self, it: int) -> str:
-        """Time left for the sweep, from this invocation's iterations per second so far."""
-        elapsed = time.time() - self.started
-        rate = elapsed / self.iters_done if self.iters_done else None
-        return format_duration(rate * (self.iters_left - it)) if rate else "?"
+    MIN_ITERS_FOR_ETA = 20
+
+    def advance(self, iters: int, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        if self.clock is None:
+            self.clock = (now, self.iters_done + iters)
+        self.iters_done += iters
+
+    def eta(self, it: int, now: float | None = None) -> str:
+        """Time left for the sweep, from this invocation's seconds per iteration since its first
+        iteration (later runs' start-ups and evaluations included, as they will recur)."""
+        if self.clock is None or self.iters_done - self.clock[1] < self.MIN_ITERS_FOR_ETA:
+            return "?"
+        now = time.time() if now is None else now
+        rate = (now - self.clock[0]) / (self.iters_done - self.clock[1])
+        return format_duration(rate * max(0, self.iters_left - it))
 
     def update(self, index: int, name: str, it: int, max_iters: int) -> None:
         if not self.tty:
@@ -211,7 +224,7 @@ def execute(run: Run, index: int, progress: Progress) -> str:
                 m = re.match(r"iter (\d+):", line)
                 if m:
                     it = int(m.group(1)) + 1
-                    progress.iters_done += it - (it - 1 if last_it is None else last_it)
+                    progress.advance(it - (it - 1 if last_it is None else last_it))
                     last_it = it
                     progress.update(index, run.name, it, run.config.max_iters)
                 elif line.startswith("step ") and not progress.tty:

@@ -184,3 +184,38 @@ def test_infinite_values_round_trip_and_long_values_give_short_names(base_file, 
     assert parse_config(TrainConfig, [str(tmp_path / "run_config.py")]).grad_clip == float("inf")
     name = run_name({"wandb_run_name": "x" * 400})
     assert len(name) <= 100 and name != run_name({"wandb_run_name": "x" * 399})
+
+
+def test_sweep_eta_ignores_start_up_and_waits_for_enough_iterations():
+    import io
+    from leangpt.sweep import Progress
+    progress = Progress(total_runs=2, stream=io.StringIO())
+    progress.iters_left = 2 * 1000
+    progress.advance(1, now=100.0)  # the first iteration, seen 100 s after the sweep began (start-up, eval)
+    assert progress.eta(1, now=100.0) == "?"
+    for i in range(1, 20):
+        progress.advance(1, now=100.0 + 0.5 * i)
+    assert progress.eta(20, now=109.5) == "?"  # 19 timed iterations: not yet enough
+    progress.advance(1, now=110.0)  # 20 timed iterations in 10 s: 0.5 s each
+    # 2000 - 21 iterations left at 0.5 s: 989.5 s (the 100 s of start-up are not an iteration's cost)
+    assert progress.eta(21, now=110.0) == "16m29s"
+
+
+def test_fast_quality_means_over_seeds_against_the_first_mode():
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "bench" / "fast_quality.py"
+    spec = importlib.util.spec_from_file_location("fast_quality", path)
+    fast_quality = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fast_quality)
+
+    def row(dtype, seed, loss, status="finished"):
+        return {"status": status, "overrides": {"dtype": dtype, "seed": seed}, "val_loss": loss}
+    rows = [row("float32", 1, 1.70), row("float32", 2, 1.72), row("bfloat16", 1, 1.71), row("bfloat16", 2, 1.75),
+            row("bfloat16", 3, 9.0, status="failed")]
+    fp32, bf16 = fast_quality.summarize(rows, tolerance=0.01)
+    assert fp32["mode"] == "dtype=float32" and fp32["seeds"] == 2 and abs(fp32["mean_val_loss"] - 1.71) < 1e-12
+    assert abs(fp32["std_over_seeds"] - 0.02 / 2 ** 0.5) < 1e-12 and fp32["holds"]
+    assert bf16["seeds"] == 2 and abs(bf16["delta_vs_reference"] - 0.02) < 1e-12 and not bf16["holds"]
+    with pytest.raises(LeanGPTError, match="no finished run"):
+        fast_quality.summarize([row("float32", 1, 1.7, status="failed")], 0.01)
