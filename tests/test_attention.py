@@ -129,3 +129,32 @@ def test_under_autocast_the_cache_keeps_the_low_precision_dtype():
         prompt = torch.randint(0, 30, (2, 5))
         assert torch.equal(model.generate(prompt, 11, top_k=1), model.generate(prompt, 11, top_k=1, kv_cache=True))
     assert model.new_kv_cache(batch_size=1).keys[0].dtype == torch.float32
+
+
+@pytest.mark.parametrize("n_headgroup", [1, 2])
+def test_cpu_attention_under_bf16_autocast_is_the_fp32_attention_of_the_bf16_inputs(n_headgroup):
+    # on CPU, SDPA's bf16 kernels are slow at small sizes, so leangpt attends in fp32 and casts the
+    # result back: it must equal float64 attention of the very bf16 q, k, v, rounded once to bf16
+    torch.manual_seed(0)
+    attn = CausalSelfAttention(cfg(4, n_headgroup)).eval()
+    q = torch.randn(2, 4, 9, 8).to(torch.bfloat16)
+    k = torch.randn(2, 4 // n_headgroup, 9, 8).to(torch.bfloat16)
+    v = torch.randn(2, 4 // n_headgroup, 9, 8).to(torch.bfloat16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = attn._attend_sdpa(q, k, v)
+    expected = attention(q.double(), k.double(), v.double(), n_headgroup)
+    assert y.dtype == torch.bfloat16
+    # one rounding to bf16 of a value computed in fp32: (almost) every element is the reference's
+    # own rounding, where SDPA's bf16 kernel matches only ~75% of them
+    assert (y == expected.float().to(torch.bfloat16)).float().mean() >= 0.99
+
+
+def test_cpu_training_step_under_bf16_autocast_has_fp32_grads_for_attention():
+    torch.manual_seed(0)
+    model = GPT(cfg(4, 2))
+    idx = torch.randint(0, 30, (2, 12))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        _, loss = model(idx, idx)
+    loss.backward()
+    grad = model.transformer.h[0].attn.c_attn.weight.grad
+    assert grad is not None and grad.dtype == torch.float32 and torch.isfinite(grad).all() and grad.abs().sum() > 0
