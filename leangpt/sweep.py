@@ -165,6 +165,7 @@ class Progress:
     def __init__(self, total_runs: int, stream=None):
         self.total, self.stream = total_runs, stream or sys.stdout
         self.tty = self.stream.isatty()
+        self.started = time.time()
         self.iters_done = 0  # iterations trained in this sweep invocation, for the ETA
         self.iters_left = 0
         # the clock starts at the first iteration seen: a process's start-up and first evaluation
