@@ -45,3 +45,10 @@ def test_compile_without_a_compiler_is_one_line(monkeypatch):
     with pytest.raises(ConfigError, match="needs a C\\+\\+ compiler"):
         device.check_compile("cpu")
     device.check_compile("cuda")  # CUDA's backend generates Triton, not C++
+
+
+@pytest.mark.parametrize("flags,expected", [({"fpu", "avx2"}, "float32"), ({"avx512_bf16"}, "bfloat16"),
+                                            ({"amx_bf16"}, "bfloat16"), (None, "float32")])
+def test_the_quickstart_trains_in_bf16_only_where_the_flags_show_bf16_instructions(monkeypatch, flags, expected):
+    monkeypatch.setattr(device, "_cpu_flags", lambda: flags)
+    assert device.fastest_cpu_dtype() == expected
