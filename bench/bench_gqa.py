@@ -1,13 +1,15 @@
 """Grouped-query attention: parameters, KV-cache size and generation speed, MHA vs GQA vs MQA.
 
     python bench/bench_gqa.py [--rounds=3] [--threads=N] [--only=sizes|generation|decode] [--cases=250]
+                              [--dtype=bfloat16]
 
 1. Parameters and KV-cache bytes/token (float32) at the seed size (4x128, 4 heads) and at 6x384
    (6 heads); the KV cache of n_headgroup=S must be exactly 1/S of MHA's.
 2. Generation tokens/s for the 6x384 model with block_size 256 (random weights: speed does not
    depend on them), batch 1, one-token prompt: 250 new tokens (inside the block) without and
    with the KV cache, and 500 new tokens (past the block) with the exact and the approximate
-   ("half") overflow strategies.
+   ("half") overflow strategies. `--dtype=bfloat16` generates under bf16 autocast (a CPU with bf16
+   instructions): the weights are read in bf16, half the bytes.
 3. One decode step of attention (1 query, 256 cached keys): SDPA with enable_gqa (what leangpt
    does) against copying K/V up to n_head with repeat_interleave first.
 Variants alternate within each round; medians over rounds are printed.
@@ -44,15 +46,16 @@ def sizes():
             print(f"| {label} | {name} | {config.n_kv_head} | {params:,} | {kv:,} | 1/{s} |")
 
 
-def tokens_per_s(model, new_tokens, **kwargs) -> float:
+def tokens_per_s(model, new_tokens, bf16: bool = False, **kwargs) -> float:
     idx = torch.zeros((1, 1), dtype=torch.long)
     t0 = time.perf_counter()
-    model.generate(idx, new_tokens, top_k=1, **kwargs)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        model.generate(idx, new_tokens, top_k=1, **kwargs)
     return new_tokens / (time.perf_counter() - t0)
 
 
-def generation(rounds: int, inside_block_only: bool = False):
-    print("\n## Generation, 6x384, block_size 256, batch 1 (tokens/s)\n")
+def generation(rounds: int, inside_block_only: bool = False, bf16: bool = False):
+    print(f"\n## Generation, 6x384, block_size 256, batch 1, {'bf16 autocast' if bf16 else 'fp32'} (tokens/s)\n")
     models = {name: GPT(GPTConfig(vocab_size=65, n_layer=6, n_head=6, n_embd=384, block_size=256, bias=False,
                                   n_headgroup=s)).eval() for name, s in (("MHA", 1), ("GQA S=2", 2), ("MQA", 6))}
     cases = {"250 no cache": (250, dict(kv_cache=False)), "250 cache": (250, dict(kv_cache=True)),
@@ -64,11 +67,11 @@ def generation(rounds: int, inside_block_only: bool = False):
     results = {(m, c): [] for m in models for c in cases}
     with torch.no_grad():
         for name, model in models.items():
-            tokens_per_s(model, 20, kv_cache=True)  # warm up
+            tokens_per_s(model, 20, bf16, kv_cache=True)  # warm up
         for _ in range(rounds):
             for case, (n, kwargs) in cases.items():
                 for name, model in models.items():
-                    results[(name, case)].append(tokens_per_s(model, n, **kwargs))
+                    results[(name, case)].append(tokens_per_s(model, n, bf16, **kwargs))
     med = {k: statistics.median(v) for k, v in results.items()}
     print("| attention | " + " | ".join(cases) + " | cache speed-up (250) |")
     print("|---|" + "---:|" * (len(cases) + 1))
@@ -105,7 +108,8 @@ if __name__ == "__main__":
     if "threads" in options:
         torch.set_num_threads(int(options["threads"]))
     print(f"{torch.get_num_threads()} threads, torch {torch.__version__}, {rounds} rounds\n")
-    parts = {"sizes": sizes, "generation": lambda: generation(rounds, options.get("cases") == "250"), "decode": lambda: decode_attention(rounds)}
+    parts = {"sizes": sizes, "generation": lambda: generation(rounds, options.get("cases") == "250",
+                                                                     options.get("dtype") == "bfloat16"), "decode": lambda: decode_attention(rounds)}
     for name, part in parts.items():
         if options.get("only", name) == name:
             part()
