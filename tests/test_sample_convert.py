@@ -176,3 +176,22 @@ def test_samples_are_drawn_as_one_batch_without_mixing_rows(trained):
     expected = model.generate(ids, 30, temperature=0.8, top_k=200, kv_cache=True)[0].tolist()
     drawn = sample(SampleConfig(num_samples=1, **base), **quiet)[0]
     assert drawn == "".join(ckpt["meta"]["itos"][i] for i in expected)
+
+
+def test_compiled_sampling_draws_the_eager_tokens(trained):
+    """compile=True compiles the model once: the fixed-shape cached decode steps share its graph,
+    and the greedy samples equal the eager ones (tiny model, so compiling takes seconds)."""
+    base = dict(out_dir=str(trained), start="A", max_new_tokens=20, num_samples=2, top_k=1, device="cpu")
+    quiet = dict(out=lambda _: None, info=lambda _: None)
+    info = []
+    compiled = sample(SampleConfig(compile=True, **base), out=lambda _: None, info=info.append)
+    assert compiled == sample(SampleConfig(**base), **quiet)
+    assert any("compiling" in line for line in info)
+
+
+def test_compiled_sampling_without_a_compiler_is_refused_in_one_line(trained, monkeypatch):
+    from leangpt import device
+    from leangpt.config import ConfigError
+    monkeypatch.setattr(device, "c_compiler", lambda: None)
+    with pytest.raises(ConfigError, match="needs a C\\+\\+ compiler"):
+        sample(SampleConfig(out_dir=str(trained), compile=True, device="cpu"), out=lambda _: None, info=lambda _: None)
