@@ -7,11 +7,15 @@ The model, optimizer and dtype (float32, or bfloat16 autocast) come from the tra
 speed does not depend on the text). After 20 warm-up steps, `--iters` steps run under the
 profiler; each operator's own (self) CPU time is summed into a group, and the table gives each
 group's share of the step and its ms per step. `--top=N` also lists the N slowest operators.
+Two reference points come first: the GFLOP/s of one large `torch.mm` (2048^3) in fp32 and bf16,
+and the time of SDPA forward + backward at the config's attention shape in fp32 and bf16.
 """
 
 from __future__ import annotations
 
+import statistics
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -47,10 +51,35 @@ def phase_of(event) -> str:
     return "outside"
 
 
+def _median_seconds(fn, repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def reference_points(config: TrainConfig) -> None:
+    n = 2048
+    for dtype in (torch.float32, torch.bfloat16):
+        a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+        print(f"one {n}x{n}x{n} torch.mm in {dtype}: {2 * n ** 3 / _median_seconds(lambda: a @ b, 5) / 1e9:.0f} GFLOP/s")
+    head_dim = config.n_embd // config.n_head
+    shape = (config.batch_size, config.n_head, config.block_size, head_dim)
+    for dtype in (torch.float32, torch.bfloat16):
+        q, k, v = (torch.randn(shape, dtype=dtype, requires_grad=True) for _ in range(3))
+        step = lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True).sum().backward()
+        print(f"SDPA forward + backward, {'x'.join(map(str, shape))} causal, {dtype}: "
+              f"{_median_seconds(step, 20) * 1000:.2f} ms")
+
+
 def main(argv: list[str]) -> None:
     opts = {a.split("=", 1)[0][2:]: a.split("=", 1)[1] for a in argv if a.startswith(("--iters=", "--vocab_size=", "--top="))}
     iters, vocab, top = int(opts.get("iters", 10)), int(opts.get("vocab_size", 65)), int(opts.get("top", 0))
     config = parse_config(TrainConfig, [a for a in argv if not a.startswith(("--iters=", "--vocab_size=", "--top="))])
+    reference_points(config)
     torch.manual_seed(config.seed)
     model = GPT(model_config_from(config, vocab))
     optimizer = build_optimizer(model, config)

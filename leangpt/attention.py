@@ -113,8 +113,8 @@ class CausalSelfAttention(nn.Module):
             mask = causal_mask(q_len, k_len, q.device)
         if q.device.type == "cpu" and q.dtype in (torch.bfloat16, torch.float16):
             # CPU's SDPA kernels are slower in bf16 than in fp32 at the sizes trained on CPU
-            # (forward + backward, 12 x 4 heads x 64 tokens x 32: 3.97 vs 1.74 ms), so under
-            # autocast attention runs in fp32 there; autocast is paused or it would cast straight back
+            # (forward + backward at the seed run's 12x4x64x32: 3.90 vs 1.07 ms, bench/profile_step.py),
+            # so under autocast attention runs in fp32 there; autocast is paused or it would cast back
             with torch.autocast("cpu", enabled=False):
                 y = F.scaled_dot_product_attention(
                     q.float(), k.float(), v.float(), attn_mask=mask, is_causal=is_causal,
