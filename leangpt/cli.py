@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from .config import ConvertConfig, LeanGPTError, PrepareConfig, SampleConfig, TrainConfig, parse_config
@@ -133,8 +134,10 @@ def _type_name(annotation) -> str:
     return annotation.__name__
 
 
-def run(command: str, argv: list[str]) -> int:
-    """Run a command; user mistakes become one line on stderr and exit status 2."""
+def run(command: str, argv: list[str], process_exit: bool = False) -> int:
+    """Run a command; user mistakes become one line on stderr and exit status 2. With
+    `process_exit` (the command line, never a caller in-process) a rank that lost its peers ends
+    the process at once after its line (see train.LostContactError)."""
     if any(a in ("-h", "--help") for a in argv):
         if command in CONFIGS:
             print(config_help(command, argv))
@@ -146,6 +149,10 @@ def run(command: str, argv: list[str]) -> int:
         return COMMANDS[command](argv) or 0
     except LeanGPTError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        if process_exit and getattr(exc, "exit_at_once", False):
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(2)
         return 2
     except OSError as exc:  # disk full, read-only or missing directory, a file where a directory goes
         where = f": {exc.filename}" if exc.filename else ""
@@ -164,4 +171,4 @@ def main(argv: list[str] | None = None) -> None:
     if argv[0] not in COMMANDS:
         print(f"error: unknown command {argv[0]!r}\n{USAGE}", file=sys.stderr)
         sys.exit(2)
-    sys.exit(run(argv[0], argv[1:]))
+    sys.exit(run(argv[0], argv[1:], process_exit=True))

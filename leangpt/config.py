@@ -190,7 +190,7 @@ class SampleConfig:
     seed: int = 1337
     device: str = "auto"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    compile: bool = False  # torch.compile the model: ~20 s up front, faster decode steps after
+    compile: bool = False  # torch.compile the model (~20 s up front; on CPU it did not pay: README)
     kv_cache: bool = True
     cache_overflow: Literal["exact", "half"] = "exact"
     data_dir: str = "data"

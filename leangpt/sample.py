@@ -48,8 +48,8 @@ def sample(config: SampleConfig, out=print, info=lambda line: print(line, file=s
     if config.compile:
         check_compile(runtime.device_type)
         # every cached decode step has one shape (the cache is preallocated, its tail masked), so
-        # they share one compiled graph. Compiling costs ~20 s for 6x384 on a 2-core CPU: worth it
-        # for long generations only
+        # they share one compiled graph. Compiling costs ~20 s on a 2-core CPU, more than it saved
+        # there even over 20,000 tokens (README); launch-bound GPU decoding is where it can pay
         model.compile()
         info("compile=True: compiling the model; the first tokens wait for it")
 
