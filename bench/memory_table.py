@@ -5,8 +5,9 @@ activation checkpointing, for the seed model and GPT-2 124M / 350M shapes, fp32 
 
 Writes OUT/memory_tables.md (the tables), OUT/memory_table.json (every number) and
 OUT/memory_breakdown.png (stacked bars), and prints the tables. Every number is an estimate of
-`leangpt memory` (fake tensors, CPU kernels); tests/test_memory.py checks such estimates against
-real measurements of the seed and 6x384 models.
+`leangpt memory` (fake tensors, CPU kernels; the GPT-2 sizes as a CUDA config, whose bf16 attention
+stays bf16); tests/test_memory.py checks such estimates against real measurements of the seed and
+6x384 models.
 """
 
 from __future__ import annotations
@@ -19,13 +20,14 @@ from pathlib import Path
 from leangpt.memory import MemoryConfig, step_memory
 from leangpt.memtrack import format_bytes
 
+# the device each size is trained on: bf16 attention differs (fp32 on CPU, see attention.py)
 SIZES = {
     "seed (4x128, block 64, batch 12, vocab 65)": dict(n_layer=4, n_head=4, n_embd=128, block_size=64,
-                                                       batch_size=12, vocab_size=65),
+                                                       batch_size=12, vocab_size=65, device="cpu"),
     "GPT-2 124M (12x768, block 1024, batch 8)": dict(n_layer=12, n_head=12, n_embd=768, block_size=1024,
-                                                     batch_size=8, vocab_size=50304),
+                                                     batch_size=8, vocab_size=50304, device="cuda"),
     "GPT-2 350M (24x1024, block 1024, batch 8)": dict(n_layer=24, n_head=16, n_embd=1024, block_size=1024,
-                                                      batch_size=8, vocab_size=50304),
+                                                      batch_size=8, vocab_size=50304, device="cuda"),
 }
 VARIANTS = ("adamw", "adam", "adamsn", "adafactor")
 SETTINGS = {  # name -> keys; every rank runs one micro-batch per step

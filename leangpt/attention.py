@@ -86,6 +86,9 @@ class CausalSelfAttention(nn.Module):
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.attn_dropout = nn.Dropout(config.dropout)
         self.resid_dropout = nn.Dropout(config.dropout)
+        # a speed choice for CPU, not architecture (see _attend_sdpa); a memory estimate of a GPU
+        # step, which runs CPU kernels on fake tensors, turns it off to model the GPU's attention
+        self.cpu_attention_in_fp32 = True
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         q_width, kv_width = self.n_head * self.head_dim, self.n_kv_head * self.head_dim
@@ -111,7 +114,7 @@ class CausalSelfAttention(nn.Module):
             is_causal = True
         elif key_mask is None and q_len > 1:
             mask = causal_mask(q_len, k_len, q.device)
-        if q.device.type == "cpu" and q.dtype in (torch.bfloat16, torch.float16):
+        if self.cpu_attention_in_fp32 and q.device.type == "cpu" and q.dtype in (torch.bfloat16, torch.float16):
             # CPU's SDPA kernels are slower in bf16 than in fp32 at the sizes trained on CPU
             # (forward + backward at the seed run's 12x4x64x32: 3.90 vs 1.07 ms, bench/profile_step.py),
             # so under autocast attention runs in fp32 there; autocast is paused or it would cast back

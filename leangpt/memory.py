@@ -27,6 +27,7 @@ from typing import Optional
 
 import torch
 
+from .attention import CausalSelfAttention
 from .config import ConfigError, LeanGPTError, TrainConfig, _require
 from .device import resolve
 from .memtrack import FakeScalars, MemoryBreakdown, MemoryTracker, format_bytes
@@ -135,6 +136,20 @@ def _tensor_mode(fake: bool):
         yield
 
 
+def _model_for(config: MemoryConfig, vocab_size: int, device: str) -> GPT:
+    """The model, as the device the config names will run it. An estimate runs CPU kernels on fake
+    tensors; for a GPU config, attention then stays in the autocast dtype as on the GPU, where on
+    CPU leangpt attends in fp32 (attention.py)."""
+    with torch.device(device):
+        model = GPT(model_config_from(config, vocab_size))
+    target = config.device if config.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    if target.split(":", 1)[0] != "cpu":
+        for module in model.modules():
+            if isinstance(module, CausalSelfAttention):
+                module.cpu_attention_in_fp32 = False
+    return model
+
+
 def step_memory(config: MemoryConfig, vocab_size: int | None = None) -> MemoryBreakdown:
     """The breakdown of one steady-state training step of `config`."""
     config.validate()
@@ -142,8 +157,7 @@ def step_memory(config: MemoryConfig, vocab_size: int | None = None) -> MemoryBr
     runtime = resolve(config.device, config.dtype) if config.measure else resolve("cpu", _cpu_dtype(config.dtype), check_speed=False)
     grad_accum = config.simulated_micro_batches
     with _tensor_mode(fake=not config.measure):
-        with torch.device(runtime.device):
-            model = GPT(model_config_from(config, vocab_size))
+        model = _model_for(config, vocab_size, runtime.device)
         model.activation_checkpointing = config.activation_checkpointing
         model.train()
         optimizer = _build_optimizer(model, config, vocab_size)
@@ -176,8 +190,7 @@ def generation_memory(config: MemoryConfig, vocab_size: int | None = None) -> Me
     vocab_size = vocab_size or resolve_vocab_size(config)
     runtime = resolve(config.device, config.dtype) if config.measure else resolve("cpu", _cpu_dtype(config.dtype), check_speed=False)
     with _tensor_mode(fake=not config.measure):
-        with torch.device(runtime.device):
-            model = GPT(model_config_from(config, vocab_size))
+        model = _model_for(config, vocab_size, runtime.device)
         model.eval()
         b, t = config.batch_size, config.block_size
         with torch.no_grad(), MemoryTracker(list(model.parameters())) as tracker, runtime.autocast():

@@ -241,3 +241,18 @@ def test_generation_under_bf16_autocast_keeps_a_bf16_cache():
     model_config = GPTConfig(block_size=64, vocab_size=65, n_layer=4, n_head=4, n_embd=128)
     assert estimated.kv_cache == model_config.kv_cache_bytes_per_token(2) * 3 * 64
     assert_close(estimated, generation_memory(dataclasses.replace(config, measure=True)))
+
+
+@pytest.mark.parametrize("n_headgroup", [1, 4])
+def test_an_estimate_for_a_gpu_keeps_bf16_attention_where_cpu_attends_in_fp32(n_headgroup):
+    """On CPU, autocast attention runs in fp32, so SDPA saves fp32 q, k, v and output; an estimate
+    for a CUDA config (same CPU kernels, fake tensors) models the GPU's bf16 attention instead."""
+    cpu = step_memory(memory_config(SEED, dtype="bfloat16", n_headgroup=n_headgroup, device="cpu"))
+    gpu = step_memory(memory_config(SEED, dtype="bfloat16", n_headgroup=n_headgroup, device="cuda"))
+    b, t, c, layers = SEED["batch_size"], SEED["block_size"], SEED["n_embd"], SEED["n_layer"]
+    # at least q and output (c wide) and k, v (c / n_headgroup wide) at 4 instead of 2 bytes, per layer
+    fp32_minus_bf16 = layers * b * t * (2 * c + 2 * c // n_headgroup) * (4 - 2)
+    assert cpu.activations_saved - gpu.activations_saved >= fp32_minus_bf16
+    # in fp32 nothing differs
+    assert (step_memory(memory_config(SEED, n_headgroup=n_headgroup, device="cpu")).as_dict()
+            == step_memory(memory_config(SEED, n_headgroup=n_headgroup, device="cuda")).as_dict())
