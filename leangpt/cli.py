@@ -134,10 +134,8 @@ def _type_name(annotation) -> str:
     return annotation.__name__
 
 
-def run(command: str, argv: list[str], process_exit: bool = False) -> int:
-    """Run a command; user mistakes become one line on stderr and exit status 2. With
-    `process_exit` (the command line, never a caller in-process) a rank that lost its peers ends
-    the process at once after its line (see train.LostContactError)."""
+def run(command: str, argv: list[str]) -> int:
+    """Run a command; user mistakes become one line on stderr and exit status 2."""
     if any(a in ("-h", "--help") for a in argv):
         if command in CONFIGS:
             print(config_help(command, argv))
@@ -149,10 +147,6 @@ def run(command: str, argv: list[str], process_exit: bool = False) -> int:
         return COMMANDS[command](argv) or 0
     except LeanGPTError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        if process_exit and getattr(exc, "exit_at_once", False):
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(2)
         return 2
     except OSError as exc:  # disk full, read-only or missing directory, a file where a directory goes
         where = f": {exc.filename}" if exc.filename else ""
@@ -171,4 +165,14 @@ def main(argv: list[str] | None = None) -> None:
     if argv[0] not in COMMANDS:
         print(f"error: unknown command {argv[0]!r}\n{USAGE}", file=sys.stderr)
         sys.exit(2)
-    sys.exit(run(argv[0], argv[1:], process_exit=True))
+    code = run(argv[0], argv[1:])
+    world_size = os.environ.get("WORLD_SIZE", "")
+    if world_size.isdigit() and int(world_size) > 1:
+        # a rank of a distributed job ends without interpreter finalization, where gloo's worker
+        # threads can abort it with SIGABRT ("terminate called without an active exception",
+        # pytorch/pytorch#179291; seen here after a finished run and after a lost peer alike).
+        # Everything the run writes is closed by now; the exit status and one-line error stand
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)

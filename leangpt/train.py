@@ -41,14 +41,6 @@ class TrainingError(LeanGPTError):
     """Training cannot go on (a non-finite loss, for instance)."""
 
 
-class LostContactError(TrainingError):
-    """Another rank died or hung. The command line ends such a process at once (os._exit) after its
-    one line: at interpreter exit gloo's threads can abort it (SIGABRT, "terminate called without
-    an active exception"), which would replace exit status 2 and add a C++ message."""
-
-    exit_at_once = True
-
-
 def get_lr(it: int, config: TrainConfig) -> float:
     """Linear warmup, then cosine decay from learning_rate to min_lr at lr_decay_iters (nanoGPT's)."""
     if not config.decay_lr:
@@ -239,7 +231,7 @@ def train(config: TrainConfig, log=print) -> dict:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if not dist.enabled or not _is_communication_error(exc):
             raise
-        raise LostContactError(f"rank {dist.rank} lost contact with the other ranks ({message[:300]}); "
+        raise TrainingError(f"rank {dist.rank} lost contact with the other ranks ({message[:300]}); "
                             f"a rank stopped or hung for over dist_timeout={config.dist_timeout:g}s") from None
     finally:
         if dist.enabled:
