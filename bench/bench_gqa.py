@@ -108,8 +108,9 @@ if __name__ == "__main__":
     if "threads" in options:
         torch.set_num_threads(int(options["threads"]))
     print(f"{torch.get_num_threads()} threads, torch {torch.__version__}, {rounds} rounds\n")
-    parts = {"sizes": sizes, "generation": lambda: generation(rounds, options.get("cases") == "250",
-                                                                     options.get("dtype") == "bfloat16"), "decode": lambda: decode_attention(rounds)}
+    inside_block_only, bf16 = options.get("cases") == "250", options.get("dtype") == "bfloat16"
+    parts = {"sizes": sizes, "generation": lambda: generation(rounds, inside_block_only, bf16),
+             "decode": lambda: decode_attention(rounds)}
     for name, part in parts.items():
         if options.get("only", name) == name:
             part()

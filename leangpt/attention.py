@@ -13,6 +13,7 @@ contiguous: with n_headgroup=1 this is exactly nanoGPT's layout.
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -114,19 +115,19 @@ class CausalSelfAttention(nn.Module):
             is_causal = True
         elif key_mask is None and q_len > 1:
             mask = causal_mask(q_len, k_len, q.device)
-        if self.cpu_attention_in_fp32 and q.device.type == "cpu" and q.dtype in (torch.bfloat16, torch.float16):
-            # CPU's SDPA kernels are slower in bf16 than in fp32 at the sizes trained on CPU
-            # (forward + backward at the seed run's 12x4x64x32: 3.90 vs 1.07 ms, bench/profile_step.py),
-            # so under autocast attention runs in fp32 there; autocast is paused or it would cast back
-            with torch.autocast("cpu", enabled=False):
-                y = F.scaled_dot_product_attention(
-                    q.float(), k.float(), v.float(), attn_mask=mask, is_causal=is_causal,
-                    dropout_p=self.dropout if self.training else 0.0, enable_gqa=self.n_headgroup > 1)
-            return y.to(q.dtype)
-        return F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, is_causal=is_causal,
-            dropout_p=self.dropout if self.training else 0.0,
-            enable_gqa=self.n_headgroup > 1)
+        # CPU's SDPA kernels are slower in bf16 than in fp32 at the sizes trained on CPU (forward +
+        # backward at the seed run's 12x4x64x32: 3.90 vs 1.07 ms, bench/profile_step.py), so under
+        # autocast attention runs in fp32 there; autocast is paused or it would cast straight back
+        out_dtype = q.dtype
+        upcast = self.cpu_attention_in_fp32 and q.device.type == "cpu" and out_dtype in (torch.bfloat16, torch.float16)
+        if upcast:
+            q, k, v = q.float(), k.float(), v.float()
+        with torch.autocast("cpu", enabled=False) if upcast else contextlib.nullcontext():
+            y = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, is_causal=is_causal,
+                dropout_p=self.dropout if self.training else 0.0,
+                enable_gqa=self.n_headgroup > 1)
+        return y.to(out_dtype)
 
     def _attend_einsum(self, q, k, v, key_mask=None):
         # The readable reference: the group axis g is explicit and K/V are never copied per head.

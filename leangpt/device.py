@@ -40,14 +40,16 @@ def _cpu_flags() -> set[str] | None:
         return None
 
 
+def _shows_bf16(flags: set[str] | None) -> bool:
+    return flags is not None and ("avx512_bf16" in flags or "amx_bf16" in flags)
+
+
 @functools.lru_cache(maxsize=1)
 def cpu_has_bf16_instructions() -> bool:
     """AVX512_BF16 or AMX-BF16: bfloat16 matmuls in hardware. Without them torch's CPU kernels
     fall back to slow paths (bf16 training measured 12-16x slower than fp32 on an AVX2 machine)."""
     flags = _cpu_flags()
-    if flags is None:  # not Linux: trust the caller
-        return True
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    return True if flags is None else _shows_bf16(flags)  # not Linux: trust the caller
 
 
 def fastest_cpu_dtype() -> str:
@@ -55,8 +57,7 @@ def fastest_cpu_dtype() -> str:
     instructions (the seed run at 0.72x fp32's time, mean val loss over 3 seeds within 0.001 of
     fp32's: bench/bench_fast.py, config/sweep_fast_modes.py), else float32. Unlike the guard
     above it trusts only flags it can read: elsewhere it keeps float32."""
-    flags = _cpu_flags()
-    return "bfloat16" if flags is not None and ("avx512_bf16" in flags or "amx_bf16" in flags) else "float32"
+    return "bfloat16" if _shows_bf16(_cpu_flags()) else "float32"
 
 
 def c_compiler() -> str | None:
@@ -67,6 +68,11 @@ def c_compiler() -> str | None:
     return None
 
 
+def auto_device() -> str:
+    """What device="auto" means on this machine."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 SLOW_BF16_OVERRIDE = "LEANGPT_ALLOW_SLOW_BF16"  # set to 1 to run bf16 on such a CPU anyway (tests do)
 
 
@@ -74,7 +80,7 @@ def resolve(device: str, dtype: str, check_speed: bool = True) -> Runtime:
     """The device and dtype to run with. `check_speed` refuses combinations that run, but many
     times slower than the default (bf16 on a CPU without bf16 instructions)."""
     if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = auto_device()
     kind = device.split(":", 1)[0]
     if kind == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device={device!r} but CUDA is not available here; use --device=cpu")

@@ -29,7 +29,7 @@ import torch
 
 from .attention import CausalSelfAttention
 from .config import ConfigError, LeanGPTError, TrainConfig, _require
-from .device import resolve
+from .device import auto_device, resolve
 from .memtrack import FakeScalars, MemoryBreakdown, MemoryTracker, format_bytes
 from .model import GPT
 from .optim import COMPILED_STEP_VARIANTS, optimizer_spec, state_tensors, storage_bytes
@@ -142,7 +142,7 @@ def _model_for(config: MemoryConfig, vocab_size: int, device: str) -> GPT:
     CPU leangpt attends in fp32 (attention.py)."""
     with torch.device(device):
         model = GPT(model_config_from(config, vocab_size))
-    target = config.device if config.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    target = auto_device() if config.device == "auto" else config.device
     if target.split(":", 1)[0] != "cpu":
         for module in model.modules():
             if isinstance(module, CausalSelfAttention):

@@ -27,7 +27,7 @@ from .checkpoint import CheckpointError
 from .checks import ARCHITECTURE_KEYS, other_configuration, resume_changes, tuned_lr_hint
 from .config import ConfigError, LeanGPTError, TrainConfig
 from .data import BatchSampler, dataset_paths, load_meta
-from .device import check_compile, resolve
+from .device import auto_device, check_compile, resolve
 from .fileio import atomic_write_json, directory_lock
 from .metrics import MetricsLogger
 from .model import GPT, GPTConfig
@@ -84,7 +84,7 @@ def setup_distributed(config: TrainConfig) -> tuple[Distributed, str]:
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or "RANK" not in os.environ:
         return Distributed(), config.device
     dist = Distributed(int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", 0)), int(os.environ["WORLD_SIZE"]))
-    use_cuda = config.device.startswith("cuda") or (config.device == "auto" and torch.cuda.is_available())
+    use_cuda = (auto_device() if config.device == "auto" else config.device).startswith("cuda")
     backend = config.backend if config.backend != "auto" else ("nccl" if use_cuda else "gloo")
     device = config.device
     if use_cuda:
