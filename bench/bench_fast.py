@@ -24,7 +24,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from leangpt.config import LeanGPTError, TrainConfig, parse_config  # noqa: E402
+from leangpt.config import TrainConfig, parse_config  # noqa: E402
+from leangpt.errors import LeanGPTError  # noqa: E402
 from leangpt.device import cpu_has_bf16_instructions  # noqa: E402
 from leangpt.metrics import read_metrics  # noqa: E402
 from leangpt.train import train  # noqa: E402

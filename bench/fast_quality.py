@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from leangpt.config import LeanGPTError  # noqa: E402
+from leangpt.errors import LeanGPTError  # noqa: E402
 from leangpt.report import collect  # noqa: E402
 
 

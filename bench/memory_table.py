@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from leangpt.memory import MemoryConfig, step_memory
-from leangpt.memtrack import format_bytes
+from leangpt.formatting import format_bytes
 
 # the device each size is trained on: bf16 attention differs (fp32 on CPU, see attention.py)
 SIZES = {

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from leangpt.config import TrainConfig, parse_config  # noqa: E402
 from leangpt.model import GPT  # noqa: E402
 from leangpt.optim import build_optimizer  # noqa: E402
-from leangpt.train import model_config_from  # noqa: E402
+from leangpt.model import model_config_from  # noqa: E402
 
 # the first group whose words appear in an operator's name takes its time
 GROUPS = (("matmul (mm, addmm, bmm)", ("aten::mm", "aten::addmm", "aten::bmm", "aten::matmul")),

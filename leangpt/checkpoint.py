@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import LeanGPTError
+from .errors import LeanGPTError
 from .fileio import atomic_write
 from .model import GPT, GPTConfig
 

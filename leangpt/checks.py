@@ -8,15 +8,8 @@ import json
 from pathlib import Path
 
 from .config import TrainConfig
-
-ARCHITECTURE_KEYS = ("n_layer", "n_head", "n_headgroup", "n_embd", "block_size", "bias", "vocab_size")
-
-
-# the best learning rates of the sweeps on the course's seed model (README, "Optimizer results" and
-# "The optimizer field"; config/tuned_<variant>.py)
-TUNED_LR = {"adam": 3e-3, "adamw": 5e-3, "adamsn": 5e-2, "adafactor": 5e-2, "adamsnsm": 5e-2, "muon": 5e-3,
-            "lion": 5e-4, "adam_mini": 5e-3, "came": 5e-4, "sm3": 3e-2, "galore": 5e-2, "apollo": 2e-2,
-            "adamw8bit": 8e-3}
+from .model import ARCHITECTURE_KEYS
+from .variants import VARIANTS
 
 
 def tuned_lr_hint(config: TrainConfig) -> str:
@@ -24,7 +17,7 @@ def tuned_lr_hint(config: TrainConfig) -> str:
     variant = config.optimizer_variant
     if variant == "adafactor" and (config.adafactor_relative_step or not config.adafactor_scale_parameter):
         return ""  # another mode, with another lr scale: no tuned value to point at
-    tuned = TUNED_LR.get(variant)
+    tuned = VARIANTS[variant].tuned_lr
     if tuned is None:
         return ""
     ratio = config.learning_rate / tuned
@@ -32,7 +25,7 @@ def tuned_lr_hint(config: TrainConfig) -> str:
         return ""
     return (f"note: optimizer_variant={variant} at learning_rate={config.learning_rate:g} is {max(ratio, 1 / ratio):.0f}x "
             f"{'below' if ratio < 1 else 'above'} its tuned {tuned:g} on the course's seed model; add "
-            f"config/tuned_{variant}.py after the config file for the tuned settings")
+            f"{VARIANTS[variant].tuned_config} after the config file for the tuned settings")
 
 
 SHAPE_KEYS = ("batch_size", "gradient_accumulation_steps")  # with block_size: tokens per iteration
@@ -66,7 +59,7 @@ def other_configuration(path: Path, config: TrainConfig) -> str:
         return ""
     if not isinstance(saved, dict) or not saved:
         return ""
-    keys = (*ARCHITECTURE_KEYS[:-1], "optimizer_variant")
+    keys = (*(k for k in ARCHITECTURE_KEYS if k != "vocab_size"), "optimizer_variant")
     if all(saved.get(k) == getattr(config, k) for k in keys):
         return ""
     return ", ".join(f"{k}={saved.get(k)}" for k in keys if saved.get(k) != getattr(config, k))

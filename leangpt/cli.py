@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import sys
 
-from .config import ConvertConfig, LeanGPTError, PrepareConfig, SampleConfig, TrainConfig, parse_config
+from .config import ConvertConfig, PrepareConfig, SampleConfig, TrainConfig, parse_config
+
+from .errors import LeanGPTError
 
 USAGE = """usage: leangpt COMMAND [CONFIG.py] [--key=value ...]
 
@@ -94,7 +96,7 @@ def config_help(command: str, argv: list[str] = ()) -> str:
     files and --key=value arguments given before --help."""
     import dataclasses
     import typing
-    from .config import ConfigError
+    from .errors import ConfigError
     cls = CONFIGS[command]
     if not isinstance(cls, type):  # imported on demand (the memory command pulls in torch)
         cls = cls()
@@ -103,7 +105,7 @@ def config_help(command: str, argv: list[str] = ()) -> str:
     if args:
         try:
             if command in GRID_OPTIONS:
-                from .sweep import parse_grid_args
+                from .config import parse_grid_args
                 current = dataclasses.asdict(parse_grid_args(args, cls)[0])
             else:
                 current = dataclasses.asdict(parse_config(cls, args))

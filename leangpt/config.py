@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import itertools
 import math
 import types
 import typing
@@ -18,23 +19,15 @@ from pathlib import Path
 from typing import Any, Literal, Optional, TypeVar, Union
 
 
-class LeanGPTError(Exception):
-    """A user-facing error: the CLI prints its message on one line and exits non-zero."""
-
-
-class ConfigError(LeanGPTError, ValueError):
-    """A bad configuration key, value or combination."""
-
-
-OPTIMIZER_VARIANTS = ("adam", "adamw", "adamsn", "adafactor", "adamsnsm", "muon", "lion", "adam_mini", "came",
-                      "sm3", "galore", "apollo", "adamw8bit")
-OptimizerVariant = Literal["adam", "adamw", "adamsn", "adafactor", "adamsnsm", "muon", "lion", "adam_mini", "came",
-                           "sm3", "galore", "apollo", "adamw8bit"]
+from . import variants
+from .errors import ConfigError
+from .variants import OptimizerVariant
 
 
 @dataclass
-class TrainConfig:
-    """Everything `train.py` reads. Defaults follow nanoGPT's train.py unless noted."""
+class _SharedTrainKeys:
+    """Everything `train.py` reads but the per-optimizer keys, which come from the registry
+    (variants.py). Defaults follow nanoGPT's train.py unless noted."""
 
     # I/O
     out_dir: str = "out"
@@ -73,36 +66,6 @@ class TrainConfig:
     beta2: float = 0.95
     eps: float = 1e-8
     grad_clip: float = 1.0  # 0 disables clipping
-    adamsn_params: Literal["linear", "all_2d"] = "linear"
-    adamsn_dense_lr_ratio: float = 1.0  # lr multiplier for what AdamSN updates as plain Adam
-    adafactor_relative_step: bool = False
-    adafactor_scale_parameter: bool = True
-    adafactor_beta1: Optional[float] = None
-    adafactor_decay_rate: float = -0.8
-    adafactor_eps2: float = 1e-3
-    adafactor_clip_threshold: float = 1.0
-    # the wider field (leangpt/optim/field.py); defaults are each method's authors' unless noted
-    adamsnsm_rank: int = 128  # subspace the momentum lives in, per 2-D weight
-    adamsnsm_update_proj_gap: int = 200  # steps between SVD refreshes (momentum restarts at each)
-    muon_momentum: float = 0.95
-    muon_nesterov: bool = True
-    muon_ns_steps: int = 5  # Newton-Schulz iterations
-    muon_adjust_lr_fn: Literal["match_rms_adamw", "original"] = "match_rms_adamw"  # leangpt: one lr for both parts
-    lion_beta1: float = 0.9
-    lion_beta2: float = 0.99
-    came_beta3: float = 0.9999  # CAME's confidence EMA; beta1, beta2 are the shared keys
-    came_clip_threshold: float = 1.0
-    sm3_momentum: float = 0.0  # > 0 keeps a full-size momentum buffer
-    sm3_beta: float = 0.0  # 0: SM3's running max accumulator; > 0: an EMA of it
-    galore_rank: int = 128
-    galore_update_proj_gap: int = 200
-    galore_scale: float = 0.25
-    galore_proj_type: Literal["std", "reverse_std", "left", "right", "full"] = "std"
-    apollo_rank: int = 256
-    apollo_update_proj_gap: int = 200
-    apollo_scale: float = 1.0
-    apollo_scale_type: Literal["channel", "tensor"] = "channel"
-    adamw8bit_block_size: int = 256
     # learning-rate schedule
     decay_lr: bool = True
     warmup_iters: int = 2000
@@ -148,25 +111,6 @@ class TrainConfig:
         _require(self.grad_clip >= 0, "grad_clip", self.grad_clip, "must be >= 0 (0 disables)")
         _require(self.warmup_iters >= 0, "warmup_iters", self.warmup_iters, "must be >= 0")
         _require(self.lr_decay_iters >= 0, "lr_decay_iters", self.lr_decay_iters, "must be >= 0")
-        _require(math.isfinite(self.adamsn_dense_lr_ratio) and self.adamsn_dense_lr_ratio > 0,
-                 "adamsn_dense_lr_ratio", self.adamsn_dense_lr_ratio, "must be a finite number > 0")
-        if self.adafactor_beta1 is not None:
-            _require(0.0 <= self.adafactor_beta1 < 1.0, "adafactor_beta1", self.adafactor_beta1,
-                     "must be None or in [0, 1)")
-        _require(self.adafactor_decay_rate < 0, "adafactor_decay_rate", self.adafactor_decay_rate,
-                 "must be < 0")
-        _require(self.adafactor_eps2 >= 0, "adafactor_eps2", self.adafactor_eps2, "must be >= 0")
-        _require(self.adafactor_clip_threshold > 0, "adafactor_clip_threshold",
-                 self.adafactor_clip_threshold, "must be > 0")
-        for key in ("adamsnsm_rank", "adamsnsm_update_proj_gap", "muon_ns_steps", "galore_rank",
-                    "galore_update_proj_gap", "apollo_rank", "apollo_update_proj_gap", "adamw8bit_block_size"):
-            _require(getattr(self, key) >= 1, key, getattr(self, key), "must be >= 1")
-        for key in ("muon_momentum", "lion_beta1", "lion_beta2", "came_beta3", "sm3_momentum"):
-            _require(0.0 <= getattr(self, key) < 1.0, key, getattr(self, key), "must be in [0, 1)")
-        _require(0.0 <= self.sm3_beta <= 1.0, "sm3_beta", self.sm3_beta, "must be in [0, 1]")
-        for key in ("came_clip_threshold", "galore_scale", "apollo_scale"):
-            value = getattr(self, key)
-            _require(math.isfinite(value) and value > 0, key, value, "must be a finite number > 0")
         _require(bool(self.dataset) and "/" not in self.dataset and self.dataset not in (".", ".."),
                  "dataset", self.dataset, "must be a plain directory name under data_dir")
         _require(bool(self.out_dir), "out_dir", self.out_dir, "must not be empty")
@@ -174,6 +118,17 @@ class TrainConfig:
                  "must be a finite number of seconds > 0")
         _require(0 <= self.seed < 2**63 - 3, "seed", self.seed, "must be in [0, 2**63 - 3)")  # + rank, + 2
         _validate_device(self.device)
+        for key in variants.KEYS:  # the optimizers' own keys, checked by the rule each declares
+            problem = key.check(getattr(self, key.name))
+            if problem:
+                raise ConfigError(f"{key.name}={getattr(self, key.name)!r} {problem}")
+
+
+TrainConfig = dataclasses.make_dataclass(
+    "TrainConfig", [(k.name, k.type, dataclasses.field(default=k.default)) for k in variants.KEYS],
+    bases=(_SharedTrainKeys,), namespace={"__doc__": "Everything `train.py` reads: the shared keys, then "
+                                           "each optimizer variant's own (variants.py)."})
+TrainConfig.__module__ = __name__
 
 
 @dataclass
@@ -370,3 +325,55 @@ def coerce(key: str, value: Any, annotation: Any, from_text: bool = False) -> An
             raise ConfigError(f"{key}={value!r} must be a string")
         return value
     raise ConfigError(f"{key}: unsupported annotation {annotation!r}")  # a bug in leangpt, not user input
+
+
+def parse_grid_args(argv: list[str], cls: type = TrainConfig) -> tuple[TrainConfig, list[dict], Path]:
+    """A grid of configs from nanoGPT-style arguments: the base config, one dict of overrides per
+    combination (variants x the crossed grid; one empty dict without a grid), and the sweep
+    directory. `--grid=KEY=V1,V2` and a config file's `grid = {...}` / `variants = [...]` add to it."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    base_args, file_values, grid, variants, sweep_dir, files = [], {}, {}, [{}], None, []
+    for arg in argv:
+        if not arg.startswith("--"):
+            values = read_config_file(arg)
+            if not isinstance(values.get("grid", {}), dict):
+                raise ConfigError(f"grid in {arg} must be a dict {{key: [values]}}, not {type(values['grid']).__name__}")
+            if not isinstance(values.get("variants", []), list) or not all(
+                    isinstance(v, dict) for v in values.get("variants", [])):
+                raise ConfigError(f"variants in {arg} must be a list of dicts {{key: value}}")
+            grid.update({k: list(v) if isinstance(v, (list, tuple)) else v for k, v in values.pop("grid", {}).items()})
+            variants = values.pop("variants", None) or variants
+            sweep_dir = values.pop("sweep_dir", sweep_dir)
+            files.append(arg)
+            file_values.update(values)
+        elif arg == "--grid" or arg.startswith("--grid="):
+            body = arg[len("--grid="):]
+            if "=" not in body:
+                raise ConfigError(f"{arg!r} must look like --grid=KEY=V1,V2,...")
+            key, text = body.split("=", 1)
+            values = [v for v in text.split(",")]
+            if not text or any(v.strip() == "" for v in values):
+                raise ConfigError(f"--grid={key}: give one or more comma-separated values, none empty")
+            grid[key] = [coerce(key, v.strip(), hints[key], from_text=True) if key in hints else v for v in values]
+        elif arg.startswith("--sweep_dir="):
+            sweep_dir = arg.split("=", 1)[1]
+        else:
+            base_args.append(arg)
+    for key, values in grid.items():
+        check_known(key, fields, source="grid")
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"grid key {key!r} needs a non-empty list of values")
+        grid[key] = [coerce(key, v, hints[key]) for v in values]
+    for variant in variants:
+        for key, value in variant.items():
+            check_known(key, fields, source="variants")
+            variant[key] = coerce(key, value, hints[key])
+    base = parse_config(cls, base_args, preset=file_values)
+    if sweep_dir is None:
+        stem = Path(files[-1]).stem if files else "sweep"
+        sweep_dir = f"sweeps/{stem}"
+    keys = list(grid)
+    combos = [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
+    runs = [{**variant, **combo} for variant in variants for combo in combos]
+    return base, runs, Path(sweep_dir)

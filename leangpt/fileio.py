@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, IO
 
-from .config import LeanGPTError
+from .errors import LeanGPTError
 
 
 def _umask() -> int:

@@ -28,17 +28,19 @@ from typing import Optional
 import torch
 
 from .attention import CausalSelfAttention
-from .config import ConfigError, LeanGPTError, TrainConfig, _require
+from .config import TrainConfig, _require, parse_grid_args
 from .device import auto_device, resolve
-from .memtrack import FakeScalars, MemoryBreakdown, MemoryTracker, format_bytes
-from .model import GPT
+from .errors import ConfigError, LeanGPTError
+from .formatting import format_bytes
+from .memtrack import FakeScalars, MemoryBreakdown, MemoryTracker
+from .model import GPT, model_config_from
 from .optim import COMPILED_STEP_VARIANTS, optimizer_spec, state_tensors, storage_bytes
 from .step import forward_backward, optimizer_update
-from .train import model_config_from
+
 
 NANOGPT_VOCAB = 50304
 # an estimate runs each layer once per simulated micro-batch (at most 2), twice over (warm-up and
-# tracked step): 512 such layer passes took 28-40 s on a 2-core machine, so this keeps one under a minute
+# tracked step); this bound keeps an estimate under about a minute on a laptop (docs/memory.md)
 MAX_LAYER_PASSES = 512
 
 
@@ -268,7 +270,6 @@ def table(rows: list[dict], keys: list[str], generate: bool) -> str:
 
 
 def memory_main(argv: list[str]) -> int:
-    from .sweep import parse_grid_args
     as_json = "--json" in argv
     argv = [a for a in argv if a != "--json"]
     base, overrides, _ = parse_grid_args(argv, MemoryConfig)

@@ -54,13 +54,6 @@ class MemoryBreakdown:
         return asdict(self)
 
 
-def format_bytes(n: int) -> str:
-    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if abs(n) >= scale:
-            return f"{n / scale:.2f} {unit}"
-    return f"{n} B"
-
-
 @dataclass
 class _Record:
     nbytes: int

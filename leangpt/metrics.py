@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .config import LeanGPTError
+from .errors import LeanGPTError
 
 
 class MetricsLogger:
@@ -48,6 +48,35 @@ class MetricsLogger:
             self._wandb.finish()
 
 
+class MetricsFollower:
+    """The records another process appends to a metrics.jsonl, as they arrive (from the file's end
+    when it starts: a resumed run's earlier records are not news). A line is read once complete."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.offset = self.path.stat().st_size if self.path.is_file() else 0
+        self.pending = b""
+
+    def new_records(self) -> list[dict]:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                data = f.read()
+        except FileNotFoundError:
+            return []
+        self.offset += len(data)
+        *lines, self.pending = (self.pending + data).split(b"\n")
+        records = []
+        for line in lines:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue  # not a record (a line cut short by a kill)
+            if isinstance(record, dict):
+                records.append(record)
+        return records
+
+
 def read_metrics(path: str | Path) -> list[dict]:
     records = []
     with open(path, encoding="utf-8") as f:
@@ -59,3 +88,36 @@ def read_metrics(path: str | Path) -> list[dict]:
                 except json.JSONDecodeError:
                     continue  # a line cut short by a kill: skip it rather than lose the run
     return records
+
+
+class RunRecords:
+    """A run's results, written once: every record goes to metrics.jsonl (where this process
+    writes files) and the latest of each kind is kept, so that what the trainer returns, what the
+    sweep follows and what the report reads are the same records."""
+
+    def __init__(self, logger: MetricsLogger | None):
+        self.logger = logger
+        self.latest: dict[str, dict] = {}
+
+    def record(self, kind: str, **fields) -> None:
+        record = {"kind": kind, **fields}
+        self.latest[kind] = record
+        if self.logger is not None:
+            self.logger.log(record)
+
+    def close(self) -> None:
+        if self.logger is not None:
+            self.logger.close()
+
+    def summary(self) -> dict:
+        """The run's final numbers, from its records: status and counters of the end record, the
+        last evaluation's losses, the optimizer-state and step-memory measurements."""
+        end, last_eval = self.latest.get("end", {}), self.latest.get("eval", {})
+        memory = self.latest.get("memory", {})
+        out = {k: v for k, v in end.items() if k != "kind" and v is not None}
+        out.update(train_loss=last_eval.get("train_loss"), val_loss=last_eval.get("val_loss"))
+        out.update({k: memory[k] for k in ("params", "optimizer_state_bytes", "adamw_state_bytes",
+                                           "kv_cache_bytes_per_token") if k in memory})
+        if "step_memory" in self.latest:
+            out["step_memory"] = {k: v for k, v in self.latest["step_memory"].items() if k not in ("kind", "iter")}
+        return out

@@ -6,6 +6,7 @@ output layer tied to the token embedding. Attention (with grouped K/V heads) is 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Literal
@@ -54,6 +55,17 @@ class GPTConfig:
 
     def kv_cache_bytes_per_token(self, bytes_per_element: int = 4) -> int:
         return 2 * self.n_layer * self.n_kv_head * self.head_dim * bytes_per_element
+
+
+# what a trained model's weights are shaped by (dropout and attn_impl are training choices)
+ARCHITECTURE_KEYS = tuple(f.name for f in dataclasses.fields(GPTConfig) if f.name not in ("dropout", "attn_impl"))
+
+
+def model_config_from(config, vocab_size: int) -> GPTConfig:
+    """The model a training config (any object with GPTConfig's field names) describes, for a
+    dataset of `vocab_size` tokens."""
+    return GPTConfig(vocab_size=vocab_size, **{f.name: getattr(config, f.name)
+                                               for f in dataclasses.fields(GPTConfig) if f.name != "vocab_size"})
 
 
 class LayerNorm(nn.Module):

@@ -11,18 +11,16 @@ import json
 import statistics
 from pathlib import Path
 
-from .config import LeanGPTError
+from .errors import LeanGPTError
 from .fileio import atomic_write_bytes, atomic_write_json
-from .memtrack import format_bytes
+from .formatting import format_bytes
 from .metrics import read_metrics
+from .variants import VARIANTS
 
-MODEL_KEYS = ("block_size", "n_layer", "n_head", "n_headgroup", "n_embd", "dropout", "bias", "attn_impl")
-TRAIN_KEYS = ("optimizer_variant", "learning_rate", "min_lr", "max_iters", "lr_decay_iters", "warmup_iters",
-              "batch_size", "gradient_accumulation_steps", "weight_decay", "beta1", "beta2", "grad_clip",
-              "eval_iters", "seed", "device", "dtype")
-OPTIMIZER_KEYS = {"adamsn": ("adamsn_params",),
-                  "adafactor": ("adafactor_relative_step", "adafactor_scale_parameter", "adafactor_beta1",
-                                "adafactor_decay_rate", "adafactor_eps2", "adafactor_clip_threshold")}
+# what a report shows of each run's training settings: these, then the ones its optimizer variant
+# reads (its registry entry's), so that a run never lists a setting its optimizer ignores
+RUN_KEYS = ("optimizer_variant", "learning_rate", "min_lr", "max_iters", "lr_decay_iters", "warmup_iters",
+            "batch_size", "gradient_accumulation_steps", "grad_clip", "eval_iters", "seed", "device", "dtype")
 # the tensor-level breakdown of one training step's peak (training logs it as "step_memory")
 STEP_MEMORY = (("params", "weights"), ("grads", "grads"), ("optimizer_state", "opt. state"),
                ("activations", "activations"), ("temporaries", "temporaries"), ("peak", "step peak"))
@@ -101,11 +99,8 @@ def _markdown(sweep_dir: Path, rows: list[dict], grid_keys: list[str], plots: li
         c = r["config"]
         out += [f"## {r['name']}", "", f"Status: {r['status']}" + (f" ({r['error']})" if r["error"] else ""), ""]
         if c:
-            model = ", ".join(f"{k}={c.get(k)}" for k in MODEL_KEYS)
-            keys = TRAIN_KEYS + OPTIMIZER_KEYS.get(c.get("optimizer_variant"), ())
-            training = ", ".join(f"{k}={c.get(k)}" for k in keys)
-            out += [f"- Model: {model}, n_kv_head={c['n_head'] // c['n_headgroup']}, params={_num(r.get('params'))}",
-                    f"- Training: {training}"]
+            out += [f"- Model: {_model_settings(c)}, params={_num(r.get('params'))}",
+                    f"- Training: {', '.join(f'{k}={c.get(k)}' for k in training_keys(c))}"]
         if r.get("val_loss") is not None:
             out += [f"- Final losses: `step {r['iter']}: train loss {r['train_loss']:.4f}, val loss {r['val_loss']:.4f}`"
                     f" (best val {r['best_val_loss']:.4f} at step {r['best_iter']})"]
@@ -121,6 +116,22 @@ def _markdown(sweep_dir: Path, rows: list[dict], grid_keys: list[str], plots: li
     else:
         out += [f"![{p}]({p})" for p in plots] + [""]
     return "\n".join(out)
+
+
+def training_keys(config: dict) -> tuple[str, ...]:
+    """The settings of a run's config that decide its training: RUN_KEYS and its variant's own."""
+    variant = VARIANTS.get(config.get("optimizer_variant"))
+    own = variant.settings if variant else ()
+    return RUN_KEYS + tuple(k for k in own if k not in RUN_KEYS)
+
+
+def _model_settings(config: dict) -> str:
+    """The model's fields as the run resolved them (config.json's model_args; vocab size aside)."""
+    model = {k: v for k, v in (config.get("model_args") or {}).items() if k != "vocab_size"}
+    text = ", ".join(f"{k}={v}" for k, v in model.items())
+    if "n_head" in model and "n_headgroup" in model:
+        text += f", n_kv_head={model['n_head'] // model['n_headgroup']}"
+    return text
 
 
 def _comparison(rows: list[dict], grid_keys: list[str]) -> str:

@@ -9,7 +9,8 @@ from pathlib import Path
 import torch
 
 from . import checkpoint
-from .config import LeanGPTError, SampleConfig
+from .config import SampleConfig
+from .errors import LeanGPTError
 from .data import CharTokenizer, DataError
 from .device import check_compile, resolve
 

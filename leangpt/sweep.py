@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import itertools
 import json
 import math
 import os
@@ -22,13 +21,14 @@ import re
 import subprocess
 import sys
 import time
-import typing
 from pathlib import Path
 
-from .config import (ConfigError, LeanGPTError, SampleConfig, TrainConfig, check_known, coerce, parse_config,
-                     read_config_file)
+from .config import SampleConfig, TrainConfig, parse_grid_args, read_config_file
+from .errors import ConfigError, LeanGPTError
 from .fileio import atomic_write_bytes, atomic_write_json, directory_lock
-from .train import format_duration
+from .formatting import format_duration
+from .metrics import MetricsFollower
+
 
 @dataclasses.dataclass
 class Run:
@@ -53,56 +53,6 @@ def parse_sweep_args(argv: list[str]) -> tuple[TrainConfig, list[dict], Path]:
 
 
 SWEEP_OWNED = {"out_dir", "init_from"}  # each run's directory, and scratch-or-resume, are the sweep's
-
-
-def parse_grid_args(argv: list[str], cls: type = TrainConfig) -> tuple[TrainConfig, list[dict], Path]:
-    """Like parse_sweep_args for any TrainConfig subclass; without a grid, one run of the base."""
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    hints = typing.get_type_hints(cls)
-    base_args, file_values, grid, variants, sweep_dir, files = [], {}, {}, [{}], None, []
-    for arg in argv:
-        if not arg.startswith("--"):
-            values = read_config_file(arg)
-            if not isinstance(values.get("grid", {}), dict):
-                raise ConfigError(f"grid in {arg} must be a dict {{key: [values]}}, not {type(values['grid']).__name__}")
-            if not isinstance(values.get("variants", []), list) or not all(
-                    isinstance(v, dict) for v in values.get("variants", [])):
-                raise ConfigError(f"variants in {arg} must be a list of dicts {{key: value}}")
-            grid.update({k: list(v) if isinstance(v, (list, tuple)) else v for k, v in values.pop("grid", {}).items()})
-            variants = values.pop("variants", None) or variants
-            sweep_dir = values.pop("sweep_dir", sweep_dir)
-            files.append(arg)
-            file_values.update(values)
-        elif arg == "--grid" or arg.startswith("--grid="):
-            body = arg[len("--grid="):]
-            if "=" not in body:
-                raise ConfigError(f"{arg!r} must look like --grid=KEY=V1,V2,...")
-            key, text = body.split("=", 1)
-            values = [v for v in text.split(",")]
-            if not text or any(v.strip() == "" for v in values):
-                raise ConfigError(f"--grid={key}: give one or more comma-separated values, none empty")
-            grid[key] = [coerce(key, v.strip(), hints[key], from_text=True) if key in hints else v for v in values]
-        elif arg.startswith("--sweep_dir="):
-            sweep_dir = arg.split("=", 1)[1]
-        else:
-            base_args.append(arg)
-    for key, values in grid.items():
-        check_known(key, fields, source="grid")
-        if not isinstance(values, list) or not values:
-            raise ConfigError(f"grid key {key!r} needs a non-empty list of values")
-        grid[key] = [coerce(key, v, hints[key]) for v in values]
-    for variant in variants:
-        for key, value in variant.items():
-            check_known(key, fields, source="variants")
-            variant[key] = coerce(key, value, hints[key])
-    base = parse_config(cls, base_args, preset=file_values)
-    if sweep_dir is None:
-        stem = Path(files[-1]).stem if files else "sweep"
-        sweep_dir = f"sweeps/{stem}"
-    keys = list(grid)
-    combos = [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
-    runs = [{**variant, **combo} for variant in variants for combo in combos]
-    return base, runs, Path(sweep_dir)
 
 
 def run_name(overrides: dict) -> str:
@@ -214,24 +164,8 @@ def execute(run: Run, index: int, progress: Progress) -> str:
     atomic_write_json(run.dir / "run.json", {"status": "running", "overrides": run.overrides, "started": time.time()})
     cmd = [sys.executable, "-m", "leangpt", "train", str(config_path)] + (["--init_from=resume"] if resume else [])
     progress.line(f"[{index}/{progress.total}] {run.name}: {'resuming' if resume else 'training'}")
-    with open(run.dir / "stderr.log", "w") as err:
-        child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True, bufsize=1,
-                                 env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        last_it = None
-        run_started = time.time()
-        with open(run.dir / "stdout.log", "w") as out:
-            for line in child.stdout:
-                out.write(line)
-                m = re.match(r"iter (\d+):", line)
-                if m:
-                    it = int(m.group(1)) + 1
-                    progress.advance(it - (it - 1 if last_it is None else last_it))
-                    last_it = it
-                    progress.update(index, run.name, it, run.config.max_iters)
-                elif line.startswith("step ") and not progress.tty:
-                    progress.line(f"    {line.strip()}  [run {format_duration(time.time() - run_started)}, "
-                                  f"sweep ETA {progress.eta(last_it or 0)}]")
-        code = child.wait()
+    run_started = time.time()
+    code = _follow(run, cmd, index, progress)
     progress.iters_left -= run.config.max_iters
     if code == 0:
         final = {"status": "finished"}
@@ -249,6 +183,33 @@ def execute(run: Run, index: int, progress: Progress) -> str:
     progress.line(f"[{index}/{progress.total}] {run.name}: {final['status']} in {format_duration(time.time() - run_started)}"
                   + (f" ({final['error']})" if "error" in final else ""))
     return final["status"]
+
+
+POLL_SECONDS = 0.2
+
+
+def _follow(run: Run, cmd: list[str], index: int, progress: Progress) -> int:
+    """Run the trainer with its console output in the run's log files, following the records it
+    appends to metrics.jsonl for the progress line; returns its exit status."""
+    follower = MetricsFollower(run.dir / "metrics.jsonl")
+    run_started, last_it = time.time(), None
+    with open(run.dir / "stdout.log", "w") as out, open(run.dir / "stderr.log", "w") as err:
+        child = subprocess.Popen(cmd, stdout=out, stderr=err, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        while True:
+            code = child.poll()
+            for record in follower.new_records():
+                if record.get("kind") == "train":
+                    it = record["iter"] + 1
+                    progress.advance(it - (it - 1 if last_it is None else last_it))
+                    last_it = it
+                    progress.update(index, run.name, it, run.config.max_iters)
+                elif record.get("kind") == "eval" and not progress.tty:
+                    progress.line(f"    step {record['iter']}: train loss {record['train_loss']:.4f}, val loss "
+                                  f"{record['val_loss']:.4f}  [run {format_duration(time.time() - run_started)}, "
+                                  f"sweep ETA {progress.eta(last_it or 0)}]")
+            if code is not None:
+                return code
+            time.sleep(POLL_SECONDS)
 
 
 def write_sample(run: Run, max_new_tokens: int = 300) -> None:

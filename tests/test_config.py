@@ -1,6 +1,8 @@
 import pytest
 
-from leangpt.config import ConfigError, SampleConfig, TrainConfig, config_from_dict, parse_config
+from leangpt.config import SampleConfig, TrainConfig, config_from_dict, parse_config
+
+from leangpt.errors import ConfigError
 
 
 def test_defaults_follow_nanogpt():

@@ -3,7 +3,7 @@
 import pytest
 
 from leangpt import device
-from leangpt.config import ConfigError
+from leangpt.errors import ConfigError
 
 
 def test_bf16_on_a_cpu_without_bf16_instructions_is_refused_in_one_line(monkeypatch):

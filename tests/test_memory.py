@@ -68,7 +68,7 @@ def test_measured_peak_matches_the_profilers_allocator_record(variant, dtype, he
     pytest.importorskip("torch.profiler._memory_profiler", reason="torch's memory profiler is private API")
     from leangpt.device import resolve
     from leangpt.memory import _build_optimizer
-    from leangpt.train import model_config_from
+    from leangpt.model import model_config_from
     from leangpt.step import forward_backward, optimizer_update
     config = memory_config(SEED, optimizer_variant=variant, dtype=dtype, n_headgroup=headgroup, measure=True)
     torch.manual_seed(0)

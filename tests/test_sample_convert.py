@@ -191,7 +191,7 @@ def test_compiled_sampling_draws_the_eager_tokens(trained):
 
 def test_compiled_sampling_without_a_compiler_is_refused_in_one_line(trained, monkeypatch):
     from leangpt import device
-    from leangpt.config import ConfigError
+    from leangpt.errors import ConfigError
     monkeypatch.setattr(device, "c_compiler", lambda: None)
     with pytest.raises(ConfigError, match="needs a C\\+\\+ compiler"):
         sample(SampleConfig(out_dir=str(trained), compile=True, device="cpu"), out=lambda _: None, info=lambda _: None)

@@ -6,7 +6,7 @@ import os
 import pytest
 
 from leangpt.cli import run
-from leangpt.config import ConfigError, LeanGPTError
+from leangpt.errors import ConfigError, LeanGPTError
 from leangpt.report import collect, write_report
 from leangpt.sweep import sweep
 

@@ -120,3 +120,11 @@ class Adafactor(VectorizedOptimizer):
         for p, p32 in zip(params, params32):
             if p32 is not p:
                 p.copy_(p32)
+
+
+def spec(model, config):
+    from .groups import param_groups
+    return Adafactor, param_groups(model, config.weight_decay), dict(
+        lr=config.learning_rate, beta1=config.adafactor_beta1, decay_rate=config.adafactor_decay_rate,
+        eps=(None, config.adafactor_eps2), clip_threshold=config.adafactor_clip_threshold,
+        relative_step=config.adafactor_relative_step, scale_parameter=config.adafactor_scale_parameter)

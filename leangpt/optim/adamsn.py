@@ -91,3 +91,10 @@ class AdamSN(VectorizedOptimizer):
             torch._foreach_addcdiv_(params, exp_avgs, denoms, step_sizes)
         else:
             torch._foreach_addcdiv_(params, grads, denoms, [-lr] * len(params))
+
+
+def spec(model, config):
+    from .groups import param_groups, subset_norm_names
+    groups = param_groups(model, config.weight_decay, subset_norm_names(model, config.adamsn_params),
+                          config.adamsn_dense_lr_ratio)
+    return AdamSN, groups, dict(lr=config.learning_rate, betas=(config.beta1, config.beta2), eps=config.eps)

@@ -114,3 +114,12 @@ class AdamSNSM(AdamSN):
         if wd != 0:
             p.mul_(1 - lr * wd)
         p.addcdiv_(update, denom, value=-lr)
+
+
+def spec(model, config):
+    from .groups import hidden_linear_names, param_groups
+    groups = param_groups(model, config.weight_decay, hidden_linear_names(model), 1.0)
+    for group in groups:
+        if group.get("subset_norm"):
+            group.update(rank=config.adamsnsm_rank, update_proj_gap=config.adamsnsm_update_proj_gap)
+    return AdamSNSM, groups, dict(lr=config.learning_rate, betas=(config.beta1, config.beta2), eps=config.eps)

@@ -16,14 +16,14 @@ from __future__ import annotations
 import importlib
 
 import torch
+import torch.nn as nn
 
-from ..config import LeanGPTError
+from ..errors import MissingDependency
+from .groups import hidden_linear_names, param_groups, with_keys
 
 EXTRA_HINT = "pip install 'leangpt[optimizers]'"
-
-
-class MissingDependency(LeanGPTError, ImportError):
-    """An optional library a variant needs is not installed (the CLI prints the one line)."""
+# pytorch-optimizer batches its updates with torch._foreach_* only when asked to on CPU
+FOREACH = True
 
 
 def import_optional(module: str, variant: str, install: str):
@@ -38,7 +38,11 @@ def pytorch_optimizer(variant: str):
     return import_optional("pytorch_optimizer", variant, EXTRA_HINT)
 
 
-def adamw8bit_class():
+def require_pytorch_optimizer(variant: str) -> None:
+    pytorch_optimizer(variant)
+
+
+def adamw8bit_class(variant: str = "adamw8bit"):
     """torchao's AdamW8bit, imported quietly (torchao logs about CUDA kernels it cannot load on CPU)."""
     import logging
     import warnings
@@ -158,3 +162,64 @@ def adam_mini_class():
     return LeanAdamMini
 
 
+# ------------------------------------------------------------------ each variant's groups and settings
+def lion_spec(model, config):
+    return pytorch_optimizer("lion").Lion, param_groups(model, config.weight_decay), dict(
+        lr=config.learning_rate, betas=(config.lion_beta1, config.lion_beta2), weight_decay=config.weight_decay,
+        foreach=FOREACH)
+
+
+def came_spec(model, config):
+    return pytorch_optimizer("came").CAME, param_groups(model, config.weight_decay), dict(
+        lr=config.learning_rate, betas=(config.beta1, config.beta2, config.came_beta3),
+        weight_decay=config.weight_decay, clip_threshold=config.came_clip_threshold, foreach=FOREACH)
+
+
+def sm3_spec(model, config):  # SM3 has no weight decay
+    return pytorch_optimizer("sm3").SM3, param_groups(model, 0.0), dict(
+        lr=config.learning_rate, momentum=config.sm3_momentum, beta=config.sm3_beta, foreach=FOREACH)
+
+
+def galore_spec(model, config):
+    groups = with_keys(param_groups(model, config.weight_decay), hidden_linear_names(model), model, dict(
+        rank=config.galore_rank, update_proj_gap=config.galore_update_proj_gap, scale=config.galore_scale,
+        projection_type=config.galore_proj_type))
+    return galore_class(), groups, dict(lr=config.learning_rate, betas=(config.beta1, config.beta2), eps=config.eps,
+                                        weight_decay=config.weight_decay, foreach=FOREACH)
+
+
+def apollo_spec(model, config):
+    groups = with_keys(param_groups(model, config.weight_decay), hidden_linear_names(model), model, dict(
+        rank=config.apollo_rank, update_proj_gap=config.apollo_update_proj_gap, scale=config.apollo_scale,
+        projection_type="std"))
+    return apollo_class(), groups, dict(
+        lr=config.learning_rate, betas=(config.beta1, config.beta2), eps=config.eps,
+        weight_decay=config.weight_decay, scale_type=config.apollo_scale_type, projection_seed=config.seed,
+        foreach=FOREACH)
+
+
+def adam_mini_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """One named group per parameter, the c_attn weights named as per-head blocks (LeanAdamMini)."""
+    head_block = model.config.head_dim * model.config.n_embd
+    groups = []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        group = {"params": [p], "name": name, "weight_decay": weight_decay if p.dim() >= 2 else 0.0}
+        if name.endswith("attn.c_attn.weight"):
+            group.update(name=name.replace("c_attn.weight", "c_attn.q_proj.weight"), parameter_per_head=head_block)
+        groups.append(group)
+    return groups
+
+
+def adam_mini_spec(model, config):
+    return adam_mini_class(), adam_mini_groups(model, config.weight_decay), dict(
+        lr=config.learning_rate, betas=(config.beta1, config.beta2), eps=config.eps,
+        weight_decay=config.weight_decay, num_embeds=model.config.n_embd, num_heads=model.config.n_head,
+        num_query_groups=model.config.n_kv_head)
+
+
+def adamw8bit_spec(model, config):
+    return adamw8bit_class(), param_groups(model, config.weight_decay), dict(
+        lr=config.learning_rate, betas=(config.beta1, config.beta2), eps=config.eps,
+        weight_decay=config.weight_decay, block_size=config.adamw8bit_block_size)

@@ -15,10 +15,10 @@ from __future__ import annotations
 import torch
 from torch.optim import Optimizer
 
-from .field import MissingDependency
+from ..errors import MissingDependency
 
 
-def require_muon() -> type:
+def require_muon(variant: str = "muon") -> type:
     muon = getattr(torch.optim, "Muon", None)
     if muon is None:
         raise MissingDependency(f"optimizer_variant=muon needs torch.optim.Muon, added in torch 2.9 "
@@ -53,3 +53,12 @@ class MuonWithAdamW(Optimizer):
                 inner.state = self.state
                 inner.step()
         return loss
+
+
+def spec(model, config):
+    from .groups import hidden_linear_names, param_groups, with_keys
+    groups = with_keys(param_groups(model, config.weight_decay), hidden_linear_names(model), model, {"muon": True})
+    return MuonWithAdamW, groups, dict(
+        lr=config.learning_rate, weight_decay=config.weight_decay, betas=(config.beta1, config.beta2),
+        eps=config.eps, momentum=config.muon_momentum, nesterov=config.muon_nesterov,
+        ns_steps=config.muon_ns_steps, adjust_lr_fn=config.muon_adjust_lr_fn)
