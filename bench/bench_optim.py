@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from leangpt.config import TrainConfig  # noqa: E402
 from leangpt.model import GPT, GPTConfig  # noqa: E402
 from leangpt.optim import build_optimizer, param_groups, state_bytes  # noqa: E402
+from leangpt.variants import NAMES  # noqa: E402
 
 MODELS = {
     "seed 4x128": GPTConfig(block_size=64, vocab_size=65, n_layer=4, n_head=4, n_embd=128, bias=False),
@@ -32,7 +33,9 @@ MODELS = {
 }
 
 
-FIELD = ("adam", "adamsnsm", "muon", "lion", "adam_mini", "came", "sm3", "galore", "apollo", "adamw8bit")
+# every registered variant; the three above get entries of their own below (two AdamW kernels, and
+# AdamSN and Adafactor with and without a first moment)
+FIELD = tuple(name for name in NAMES if name not in ("adamw", "adamsn", "adafactor"))
 
 
 def variants(model):

@@ -14,7 +14,7 @@ py="${PYTHON:-python}"
 work="$(mktemp -d)"
 if [ -z "$input" ] || [ ! -f "$input" ]; then  # no text given (the machine may be offline): this repo's own text
   input="$work/corpus.txt"
-  cat README.md leangpt/*.py > "$input"
+  cat README.md docs/*.md leangpt/*.py > "$input"
 fi
 "$py" -m leangpt prepare --input="$input" --name=gpucheck --data_dir="$work/data" >/dev/null
 "$py" -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no GPU', torch.cuda.device_count(), 'GPU(s)')"

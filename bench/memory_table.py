@@ -1,4 +1,4 @@
-"""The README's "Where the memory goes": estimated step memory across optimizers, GQA, ZeRO and
+"""The tables of docs/memory_tables.md (read in docs/memory.md): estimated step memory across optimizers, GQA, ZeRO and
 activation checkpointing, for the seed model and GPT-2 124M / 350M shapes, fp32 and bf16.
 
     python bench/memory_table.py [--out=docs]

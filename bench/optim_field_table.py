@@ -1,4 +1,4 @@
-"""The README's optimizer-field table and plot, from a learning-rate sweep and bench_optim.py.
+"""The optimizer-field table and plot (docs/optim_field.md), from a learning-rate sweep and bench_optim.py.
 
     python bench/optim_field_table.py SWEEP_DIR [SWEEP_DIR ...] --bench=docs/bench_optim.json \\
         [--out=docs/optim_field]
@@ -19,13 +19,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from leangpt.report import collect  # noqa: E402
 
-LIBRARY = {
-    "adam": "torch.optim.Adam", "adamw": "torch.optim.AdamW", "adamsn": "leangpt (ours)",
-    "adafactor": "leangpt (paper's update)", "adamsnsm": "leangpt (ours)", "muon": "torch.optim.Muon + AdamW",
-    "lion": "pytorch-optimizer", "adam_mini": "pytorch-optimizer", "came": "pytorch-optimizer",
-    "sm3": "pytorch-optimizer", "galore": "pytorch-optimizer", "apollo": "pytorch-optimizer",
-    "adamw8bit": "torchao",
-}
+from leangpt.variants import VARIANTS  # noqa: E402
+
+LIBRARY = {name: v.source for name, v in VARIANTS.items()}
 BENCH_KEY = {"adamw": "adamw (foreach)"}
 
 

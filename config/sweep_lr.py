@@ -1,4 +1,4 @@
-# The learning-rate sweep behind the README's optimizer table: the seed CPU config, every variant,
+# The learning-rate sweep behind the optimizer table of docs/optimizers.md: the seed CPU config, every variant,
 # same seed. min_lr is learning_rate / 10 in every run (set per run below).
 #   leangpt sweep config/sweep_lr.py      (36 runs x 1.5-2 min on 2 cores)
 dataset = "shakespeare_char"

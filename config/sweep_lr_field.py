@@ -1,6 +1,6 @@
-# The learning-rate sweep behind the README's optimizer-field table: the seed CPU config (MHA),
-# every variant of the field at 4 learning rates, plus the four older variants at their tuned
-# settings, all evaluated on 200 batches (eval noise below 0.005; README "The optimizer field").
+# The learning-rate sweep behind the optimizer-field table (docs/optim_field.md): the seed CPU config (MHA),
+# every variant of the field at 4 learning rates, plus the course's four variants at their tuned
+# settings, all evaluated on 200 batches (eval noise below 0.005; docs/optimizers.md).
 #   leangpt sweep config/sweep_lr_field.py      (45 runs x about 2 min on 2 cores)
 # min_lr is learning_rate / 10 in every run. Where a method's decoupled weight decay multiplies a
 # learning rate far from AdamW's (Lion, GaLore, AdamSNSM), weight_decay is scaled to keep

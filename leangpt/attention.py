@@ -4,7 +4,7 @@
 head h attends with kv-head h // n_headgroup (contiguous groups, the convention of every major
 implementation). Only n_kv_head K and V projections exist, so parameters, projection compute and
 the KV cache all shrink by the group size. (Averaging the K/V of full heads at every forward pass,
-as the course handout does, computes the same function as a converted model but saves nothing;
+as nanoGPT course handouts do, computes the same function as a converted model but saves nothing;
 that averaging belongs in checkpoint conversion, see convert.py.)
 
 c_attn's rows are [q heads 0..n_head-1; k kv-heads; v kv-heads], each head's head_dim rows
@@ -115,9 +115,9 @@ class CausalSelfAttention(nn.Module):
             is_causal = True
         elif key_mask is None and q_len > 1:
             mask = causal_mask(q_len, k_len, q.device)
-        # CPU's SDPA kernels are slower in bf16 than in fp32 at the sizes trained on CPU (forward +
-        # backward at the seed run's 12x4x64x32: 3.90 vs 1.07 ms, bench/profile_step.py), so under
-        # autocast attention runs in fp32 there; autocast is paused or it would cast straight back
+        # CPU's SDPA kernels are slower in bf16 than in fp32 at the sizes trained on CPU
+        # (docs/benchmarks.md), so under autocast attention runs in fp32 there; autocast is paused
+        # or it would cast straight back
         out_dtype = q.dtype
         upcast = self.cpu_attention_in_fp32 and q.device.type == "cpu" and out_dtype in (torch.bfloat16, torch.float16)
         if upcast:

@@ -56,7 +56,11 @@ class _SharedTrainKeys:
     dropout: float = 0.0
     bias: bool = False
     attn_impl: Literal["sdpa", "einsum"] = "sdpa"
+    # the memory stack (docs/memory.md): each removes bytes from a training step's peak, none changes its math
     activation_checkpointing: bool = False  # recompute each block in the backward: less memory, ~1/3 more compute
+    chunked_loss: bool = False  # output layer + loss a chunk of tokens at a time: the logits never exist whole
+    loss_chunk_size: int = 1024  # tokens per chunk with chunked_loss
+    optimizer_in_backward: bool = False  # update each weight as its gradient completes, then free the gradient
     # optimizer
     optimizer_variant: OptimizerVariant = "adamw"
     learning_rate: float = 6e-4
@@ -118,10 +122,30 @@ class _SharedTrainKeys:
                  "must be a finite number of seconds > 0")
         _require(0 <= self.seed < 2**63 - 3, "seed", self.seed, "must be in [0, 2**63 - 3)")  # + rank, + 2
         _validate_device(self.device)
+        _require(self.loss_chunk_size >= 1, "loss_chunk_size", self.loss_chunk_size, "must be >= 1")
+        if self.optimizer_in_backward:
+            self._validate_in_backward()
         for key in variants.KEYS:  # the optimizers' own keys, checked by the rule each declares
             problem = key.check(getattr(self, key.name))
             if problem:
                 raise ConfigError(f"{key.name}={getattr(self, key.name)!r} {problem}")
+
+    def _validate_in_backward(self) -> None:
+        """What a step inside the backward pass cannot do: each is one line naming what to pass."""
+        variant = variants.VARIANTS[self.optimizer_variant]
+        if not variant.in_backward:
+            raise ConfigError(f"optimizer_in_backward=True cannot run optimizer_variant={self.optimizer_variant}: "
+                              f"{variant.in_backward_refusal}; pass --optimizer_in_backward=False")
+        if self.gradient_accumulation_steps != 1:
+            raise ConfigError(f"optimizer_in_backward=True updates each weight in the backward pass of one micro-batch: "
+                              f"pass --gradient_accumulation_steps=1 (a batch_size {self.gradient_accumulation_steps}x "
+                              f"larger trains on the same tokens per iteration), or --optimizer_in_backward=False")
+        if self.zero:
+            raise ConfigError("optimizer_in_backward=True cannot shard the optimizer state (zero=True): pass "
+                              "--zero=False or --optimizer_in_backward=False")
+        if self.dtype == "float16":
+            raise ConfigError("optimizer_in_backward=True cannot run float16's loss scaling, which checks every "
+                              "gradient for inf before any update: pass --dtype=bfloat16 or --dtype=float32")
 
 
 TrainConfig = dataclasses.make_dataclass(
@@ -145,7 +169,7 @@ class SampleConfig:
     seed: int = 1337
     device: str = "auto"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    compile: bool = False  # torch.compile the model (~20 s up front; on CPU it did not pay: README)
+    compile: bool = False  # torch.compile the model (slow to start; on CPU it did not pay: docs/benchmarks.md)
     kv_cache: bool = True
     cache_overflow: Literal["exact", "half"] = "exact"
     data_dir: str = "data"

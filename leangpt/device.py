@@ -47,16 +47,15 @@ def _shows_bf16(flags: set[str] | None) -> bool:
 @functools.lru_cache(maxsize=1)
 def cpu_has_bf16_instructions() -> bool:
     """AVX512_BF16 or AMX-BF16: bfloat16 matmuls in hardware. Without them torch's CPU kernels
-    fall back to slow paths (bf16 training measured 12-16x slower than fp32 on an AVX2 machine)."""
+    fall back to slow paths, many times slower than fp32 (docs/benchmarks.md)."""
     flags = _cpu_flags()
     return True if flags is None else _shows_bf16(flags)  # not Linux: trust the caller
 
 
 def fastest_cpu_dtype() -> str:
     """The dtype the quickstart trains in: bfloat16 autocast where the CPU's flags show bf16
-    instructions (the seed run at 0.72x fp32's time, mean val loss over 3 seeds within 0.001 of
-    fp32's: bench/bench_fast.py, config/sweep_fast_modes.py), else float32. Unlike the guard
-    above it trusts only flags it can read: elsewhere it keeps float32."""
+    instructions (faster at fp32's quality there: docs/benchmarks.md), else float32. Unlike the
+    guard above it trusts only flags it can read: elsewhere it keeps float32."""
     return "bfloat16" if _shows_bf16(_cpu_flags()) else "float32"
 
 

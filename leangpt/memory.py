@@ -10,8 +10,8 @@ Estimate (the default): the model, optimizer and batch are fake tensors (FakeTen
 carry shapes and dtypes but no data, so a 1.5B-parameter model is estimated in seconds in a few
 hundred MB. `measure=True` runs the same step with real tensors on the configured device.
 
-With `world_size > 1` the numbers are one rank's: DDP's gradient buckets (a second gradient-sized
-buffer, held for the whole run) count as gradients, and with `zero=True` the optimizer state is
+With `world_size > 1` the numbers are one rank's: DDP's gradient buckets (the gradients are views
+into them, held for the whole run) count as gradients, and with `zero=True` the optimizer state is
 that of the rank ZeroRedundancyOptimizer's partition gives the most parameters.
 """
 
@@ -34,7 +34,7 @@ from .errors import ConfigError, LeanGPTError
 from .formatting import format_bytes
 from .memtrack import FakeScalars, MemoryBreakdown, MemoryTracker
 from .model import GPT, model_config_from
-from .optim import COMPILED_STEP_VARIANTS, optimizer_spec, state_tensors, storage_bytes
+from .optim import COMPILED_STEP_VARIANTS, StepInBackward, optimizer_spec, state_tensors, storage_bytes
 from .step import forward_backward, optimizer_update
 
 
@@ -125,7 +125,31 @@ def _build_optimizer(model: GPT, config: MemoryConfig, vocab_size: int):
         mine = max(ranks, key=lambda owned: sum(per_param[i] for i in owned))
         groups = [{**g, "params": [p for p in g["params"] if id(p) in mine]} for g in groups]
         groups = [g for g in groups if g["params"]]
-    return cls(groups, **kwargs)
+    optimizer = cls(groups, **kwargs)
+    if config.optimizer_in_backward:
+        return StepInBackward(optimizer, lambda group: cls([group], **kwargs))
+    return optimizer
+
+
+def _ddp_gradient_buckets(params: list[torch.Tensor], device: str) -> torch.Tensor:
+    """DDP's all-reduce buckets as `gradient_as_bucket_view=True` keeps them: one gradient-sized
+    buffer for the life of the model, into which each new gradient is copied and of which the
+    parameter's .grad becomes a view (so no gradient-sized storage exists besides it)."""
+    buckets = torch.empty(sum(p.numel() for p in params), dtype=params[0].dtype, device=device)
+    views, offset = {}, 0
+    for p in params:
+        views[id(p)] = buckets[offset:offset + p.numel()].view_as(p)
+        offset += p.numel()
+
+    def into_bucket(p):
+        view = views[id(p)]
+        if p.grad.untyped_storage() is not buckets.untyped_storage():
+            view.copy_(p.grad)
+            p.grad = view
+
+    for p in params:
+        p.register_post_accumulate_grad_hook(into_bucket)
+    return buckets
 
 
 @contextlib.contextmanager
@@ -161,6 +185,7 @@ def step_memory(config: MemoryConfig, vocab_size: int | None = None) -> MemoryBr
     with _tensor_mode(fake=not config.measure):
         model = _model_for(config, vocab_size, runtime.device)
         model.activation_checkpointing = config.activation_checkpointing
+        model.loss_chunk_size = config.loss_chunk_size if config.chunked_loss else 0
         model.train()
         optimizer = _build_optimizer(model, config, vocab_size)
         scaler = torch.amp.GradScaler(enabled=runtime.dtype == "float16")
@@ -171,14 +196,15 @@ def step_memory(config: MemoryConfig, vocab_size: int | None = None) -> MemoryBr
                     torch.randint(0, vocab_size, shape, device=runtime.device))
 
         def one_step(phase=lambda _: None):
-            forward_backward(model, next_batch, grad_accum, runtime, scaler, phase=phase)
+            forward_backward(model, next_batch, grad_accum, runtime, scaler, phase=phase, optimizer=optimizer,
+                             grad_clip=config.grad_clip)
             optimizer_update(model, optimizer, scaler, config.grad_clip, phase=phase)
 
-        one_step()  # creates the optimizer state
         params = list(model.parameters())
+        buckets = _ddp_gradient_buckets(params, runtime.device) if config.world_size > 1 else None
+        one_step()  # creates the optimizer state
         with MemoryTracker(params, optimizer) as tracker:
-            if config.world_size > 1:  # DDP's gradient buckets live as long as the model
-                buckets = torch.empty(sum(p.numel() for p in params), dtype=params[0].dtype, device=runtime.device)
+            if buckets is not None:
                 tracker.label("grads", [buckets])
             one_step(tracker.phase)
             tracker.phase("done")

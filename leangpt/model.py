@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from .attention import CausalSelfAttention, KVCache
+from .loss import chunked_cross_entropy
 
 
 @dataclass
@@ -120,6 +121,7 @@ class GPT(nn.Module):
         # recompute each block's forward in the backward instead of keeping its activations (a
         # training choice, not part of the architecture: it is not saved with the model)
         self.activation_checkpointing = False
+        self.loss_chunk_size = 0  # > 0: the loss a chunk of tokens at a time (loss.py), also a training choice
         self.transformer.wte.weight = self.lm_head.weight  # weight tying
         self.apply(self._init_weights)
         # GPT-2's scaled init of the projections that write into the residual stream
@@ -156,6 +158,8 @@ class GPT(nn.Module):
             cache.length += t
         x = self.transformer.ln_f(x)
         if targets is not None:
+            if self.loss_chunk_size:  # the logits never exist whole (evaluation included): none to return
+                return None, chunked_cross_entropy(x, self.lm_head.weight, targets, self.loss_chunk_size)
             logits = self.lm_head(x)
             loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1), ignore_index=-1)
             return logits, loss

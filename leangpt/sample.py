@@ -49,8 +49,8 @@ def sample(config: SampleConfig, out=print, info=lambda line: print(line, file=s
     if config.compile:
         check_compile(runtime.device_type)
         # every cached decode step has one shape (the cache is preallocated, its tail masked), so
-        # they share one compiled graph. Compiling costs ~20 s on a 2-core CPU, more than it saved
-        # there even over 20,000 tokens (README); launch-bound GPU decoding is where it can pay
+        # they share one compiled graph. Compiling costs more than it saves on a small CPU model
+        # (docs/benchmarks.md); launch-bound GPU decoding is where it can pay
         model.compile()
         info("compile=True: compiling the model; the first tokens wait for it")
 

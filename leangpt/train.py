@@ -179,7 +179,8 @@ def train_step(t: Trainer, stop: dict, track: bool = False):
     with tracker or contextlib.nullcontext():
         phase = tracker.phase if tracker else (lambda _: None)
         loss = forward_backward(t.model, state.samplers["train"].next_batch, t.grad_accum, t.runtime, t.scaler,
-                                ddp=t.dist.enabled, phase=phase).item()
+                                ddp=t.dist.enabled, phase=phase, optimizer=state.optimizer,
+                                grad_clip=t.config.grad_clip).item()
         if t.dist.enabled:  # one collective: every rank must agree to stop, for a fault or Ctrl-C
             flags = torch.tensor([loss, float(stop["requested"])], dtype=torch.float64, device=t.runtime.device)
             torch.distributed.all_reduce(flags)
@@ -298,6 +299,8 @@ def setup(config: TrainConfig, dist: Distributed, device: str, log) -> Trainer:
     runtime = resolve(device, config.dtype)
     if config.compile:
         check_compile(runtime.device_type)
+    if config.optimizer_in_backward:
+        _check_in_backward(dist, runtime)
     grad_accum = _micro_batches_per_rank(config, dist)
     paths = dataset_paths(config.data_dir, config.dataset)
     meta = load_meta(paths["meta"])
@@ -318,12 +321,15 @@ def setup(config: TrainConfig, dist: Distributed, device: str, log) -> Trainer:
     del ckpt  # free the loaded tensors
 
     model.activation_checkpointing = config.activation_checkpointing
+    model.loss_chunk_size = config.loss_chunk_size if config.chunked_loss else 0
     step_model = model
     if config.compile:
         log("compiling the model... (takes a while the first time)")
         step_model = torch.compile(model)
     if dist.enabled:
-        step_model = DDP(step_model, device_ids=[dist.local_rank] if runtime.device_type == "cuda" else None)
+        # the gradients are views into DDP's all-reduce buckets: no second gradient-sized buffer
+        step_model = DDP(step_model, device_ids=[dist.local_rank] if runtime.device_type == "cuda" else None,
+                         gradient_as_bucket_view=True)
     scaler = torch.amp.GradScaler(enabled=runtime.dtype == "float16")
     records = RunRecords(_open_metrics(config, dist, runtime, model))
     t = Trainer(config, dist, runtime, state, step_model, grad_accum, scaler, records, log)
@@ -331,6 +337,16 @@ def setup(config: TrainConfig, dist: Distributed, device: str, log) -> Trainer:
         f"device {runtime.device}, dtype {runtime.dtype}, optimizer {config.optimizer_variant}")
     t.tracked_iter = _tracked_iteration(config, state.iter_num, log)
     return t
+
+
+def _check_in_backward(dist: Distributed, runtime: Runtime) -> None:
+    """What only the launch and the device tell (the config refused the rest)."""
+    if dist.enabled:
+        raise ConfigError("optimizer_in_backward=True would step each weight before DDP averages its gradient "
+                          "across ranks: run it in one process, or pass --optimizer_in_backward=False")
+    if runtime.dtype == "float16":
+        raise ConfigError("optimizer_in_backward=True cannot run float16's loss scaling (dtype=auto picks float16 "
+                          "on this GPU): pass --dtype=bfloat16 or --dtype=float32")
 
 
 def _micro_batches_per_rank(config: TrainConfig, dist: Distributed) -> int:

@@ -61,6 +61,12 @@ class Variant:
     keys: tuple[Key, ...] = ()
     requires: str | None = None  # "module:function" raising MissingDependency when its library is absent
     compiled_step: bool = False  # its step is torch.compile'd: the memory tracker cannot see into it
+    # why its update cannot run one parameter at a time inside the backward pass ("" where it can)
+    in_backward_refusal: str = ""
+
+    @property
+    def in_backward(self) -> bool:
+        return not self.in_backward_refusal
 
     @property
     def tuned_config(self) -> str:
@@ -128,7 +134,8 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
         Key("apollo_update_proj_gap", int, 200, "count"),
         Key("apollo_scale", float, 1.0, "finite_positive"),
         Key("apollo_scale_type", Literal["channel", "tensor"], "channel"),
-    ), requires=NEEDS_PYTORCH_OPTIMIZER),
+    ), requires=NEEDS_PYTORCH_OPTIMIZER,
+       in_backward_refusal="its step draws every matrix's random projection from one stream in parameter order"),
     Variant("adamw8bit", f"{FIELD}:adamw8bit_spec", "torchao", 8e-3, ADAMW, (
         Key("adamw8bit_block_size", int, 256, "count"),
     ), requires=f"{FIELD}:adamw8bit_class", compiled_step=True),

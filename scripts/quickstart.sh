@@ -8,7 +8,7 @@ bash scripts/setup.sh
 py="${LEANGPT_VENV:-.venv}/bin/python"
 input="${1:-${LEANGPT_TINYSHAKESPEARE:-}}"
 "$py" data/shakespeare_char/prepare.py ${input:+--input="$input"}
-# the fastest mode whose quality holds on this CPU (README, "Benchmarks"): bf16 autocast where the
+# the fastest mode whose quality holds on this CPU (docs/benchmarks.md): bf16 autocast where the
 # CPU has bf16 instructions, else nanoGPT's fp32
 dtype="$("$py" -c 'from leangpt.device import fastest_cpu_dtype; print(fastest_cpu_dtype())')"
 if [ "$dtype" = bfloat16 ]; then

@@ -1,18 +1,19 @@
-import dataclasses
 
 import pytest
 import torch
 
 from leangpt.attention import CausalSelfAttention
-from leangpt.model import GPT, GPTConfig
+from leangpt.model import GPT
+from tests.helpers import tiny_gpt_config
 from tests.reference import attention, gpt_logits
 
 CASES = [(4, 1), (4, 2), (4, 4), (6, 3), (8, 2), (1, 1)]
 
 
 def cfg(n_head, n_headgroup, **kw):
-    return GPTConfig(**{"block_size": 24, "vocab_size": 30, "n_layer": 2, "n_head": n_head, "n_embd": 8 * n_head,
-                        "n_headgroup": n_headgroup, "bias": True, **kw})
+    """The tiny model with `n_head` heads of its head_dim 8, and room for 24 positions."""
+    return tiny_gpt_config(30, **{"block_size": 24, "n_head": n_head, "n_embd": 8 * n_head,
+                                  "n_headgroup": n_headgroup, "bias": True, **kw})
 
 
 @pytest.mark.parametrize("n_head,n_headgroup", CASES)

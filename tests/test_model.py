@@ -4,12 +4,13 @@ import pytest
 import torch
 
 from leangpt.checkpoint import clean_state_dict
-from leangpt.model import GPT, GPTConfig
+from leangpt.model import GPT
+from tests.helpers import tiny_gpt_config
 from tests.reference import gpt_logits
 
 
 def small(**kw):
-    return GPTConfig(**{"block_size": 16, "vocab_size": 20, "n_layer": 2, "n_head": 4, "n_embd": 32, **kw})
+    return tiny_gpt_config(**{"vocab_size": 20, **kw})
 
 
 def test_shapes_and_initial_loss():

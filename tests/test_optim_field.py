@@ -12,14 +12,14 @@ import torch
 import torch.nn as nn
 
 from leangpt.cli import main
-from leangpt.model import GPT, GPTConfig
-from leangpt.optim import AdamSN, AdamSNSM, MuonWithAdamW, build_optimizer, state_bytes
+from leangpt.optim import AdamSN, AdamSNSM, build_optimizer, state_bytes
 from leangpt.optim import field
-from tests.conftest import tiny_config
-from tests.test_distributed import assert_same_losses, common_args, launch, metrics
-from tests.test_train import assert_resume_is_exact, losses, run_train
+from leangpt.variants import NAMES
+from tests.helpers import (assert_resume_is_exact, assert_same_losses, common_args, launch, losses, metrics,
+                           run_train, tiny_config, tiny_gpt)
 
-NEW_VARIANTS = ["adamsnsm", "muon", "lion", "adam_mini", "came", "sm3", "galore", "apollo", "adamw8bit"]
+# the field beyond the course's four, from the registry (a new entry is tested here without editing this file)
+NEW_VARIANTS = [name for name in NAMES if name not in ("adam", "adamw", "adamsn", "adafactor")]
 # small ranks and a short refresh gap, so that the tiny model has real subspaces that change
 SMALL = dict(adamsnsm_rank=8, adamsnsm_update_proj_gap=4, galore_rank=8, galore_update_proj_gap=4,
              apollo_rank=8, apollo_update_proj_gap=4)
@@ -92,8 +92,7 @@ def test_adamsnsm_refuses_a_bad_rank():
 
 # ------------------------------------------------------------------------------ glue
 def small_gpt(seed=0, n_headgroup=2):
-    torch.manual_seed(seed)
-    return GPT(GPTConfig(n_layer=2, n_head=4, n_headgroup=n_headgroup, n_embd=32, block_size=16, vocab_size=40))
+    return tiny_gpt(vocab_size=40, seed=seed, n_headgroup=n_headgroup)
 
 
 def random_grads(model, gen):
@@ -133,6 +132,7 @@ def test_muon_with_adamw_equals_torch_muon_and_adamw_side_by_side():
         assert torch.equal(a, b)
 
 
+@pytest.mark.slow
 def test_adamw8bit_state_bytes_count_codes_and_block_scales():
     pytest.importorskip("torchao")
     layer = nn.Linear(512, 256)  # weight: 131072 values, quantized in blocks of 256; bias: 256, kept in fp32
@@ -181,7 +181,8 @@ def test_a_missing_extra_is_one_line_naming_it(tiny_data, tmp_path, capsys, monk
 
 
 # ------------------------------------------------------------------------------ every variant in the trainer
-@pytest.mark.parametrize("variant", NEW_VARIANTS)
+@pytest.mark.parametrize("variant", [pytest.param(v, marks=pytest.mark.slow) if v == "adamw8bit" else v
+                                     for v in NEW_VARIANTS])  # adamw8bit compiles its step
 def test_every_new_variant_trains_and_resumes_exactly(tiny_data, tmp_path, variant):
     result, straight = assert_resume_is_exact(tiny_data, tmp_path, n_headgroup=2, **variant_settings(variant))
     train_losses = [float(line.split("loss ")[1]) for line in losses(straight) if line.startswith("iter")]
@@ -194,6 +195,7 @@ def _distributed_args(tiny_data, out, variant, **kw):
     return common_args(tiny_data, out, n_headgroup=2, **settings, **kw)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", NEW_VARIANTS)
 def test_every_new_variant_under_ddp_and_zero_equals_one_process(tiny_data, tmp_path, variant):
     single = str(tmp_path / "single")
@@ -205,11 +207,15 @@ def test_every_new_variant_under_ddp_and_zero_equals_one_process(tiny_data, tmp_
                world_size=2)
         # APOLLO's random projections differ per rank's share under ZeRO (each rank draws for the
         # parameters it owns), so ZeRO changes its numbers; the rest compute the same step
+        # GaLore's SVD refresh (every 4 steps here) turns the all-reduce's rounding (2 ranks sum in
+        # another order than one process) into another basis where singular values nearly tie: on an
+        # Intel Xeon with AMX the losses are 1e-7 apart until iteration 4, then up to 1.6e-3
         if not (zero and variant == "apollo"):
-            assert_same_losses(metrics(out), reference, tol=1e-4)
+            assert_same_losses(metrics(out), reference, tol=5e-3 if variant == "galore" else 1e-4)
         assert os.path.getsize(os.path.join(out, "ckpt.pt")) > 0
 
 
+@pytest.mark.slow
 def test_an_adamw8bit_checkpoint_loads_in_a_fresh_process(tiny_data, tmp_path):
     """A process that never imported torchao (a sweep's parent, sample.py) still reads it."""
     run_train(tiny_config(tiny_data, tmp_path / "o", max_iters=2, **variant_settings("adamw8bit")))

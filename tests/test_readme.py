@@ -1,6 +1,7 @@
-"""Every command the README shows runs as written, in the README's order, at a tiny size.
+"""Every command the README and the docs pages show runs as written, in each page's order, at a
+tiny size (each page in a scratch directory of its own).
 
-Commands are read from the README's indented code blocks (continuation lines joined, trailing
+Commands are read from the pages' indented code blocks (continuation lines joined, trailing
 comments dropped). Training-shaped commands (train.py, torchrun, leangpt sweep) get a tiny model
 and two iterations appended, sampling a short sample; everything else runs exactly as written.
 Not run: `bash scripts/...` (the set-up commands: CI runs them), benchmarks (minutes each) and
@@ -15,18 +16,26 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import CORPUS
+import pytest
+
+from tests.helpers import CORPUS
 
 ROOT = Path(__file__).resolve().parent.parent
 PLACEHOLDERS = ("CONFIG.py", "SWEEP_DIR", "HOST0", "YOUR", "path/to")
+# a width that every head count the pages use divides (the tests' tiny model, 32 wide, would not)
 TINY_TRAINING = ["--n_layer=1", "--n_embd=48", "--block_size=16", "--batch_size=2", "--max_iters=2",
                  "--lr_decay_iters=2", "--warmup_iters=1", "--eval_iters=1", "--eval_interval=1", "--compile=False"]
 TINY_SAMPLE = ["--num_samples=1", "--max_new_tokens=20"]
 
 
-def readme_commands() -> list[str]:
+# the pages whose commands are run; the generated tables in docs/ hold none
+PAGES = ["README.md", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs").glob("*.md")
+                              if p.name not in ("memory_tables.md", "optim_field.md"))]
+
+
+def page_commands(page: str) -> list[str]:
     commands, current, in_block, previous_blank = [], None, False, True
-    for line in (ROOT / "README.md").read_text().splitlines():
+    for line in (ROOT / page).read_text().splitlines():
         if line.startswith("    ") and (in_block or previous_blank):
             in_block = True
             text = line.strip()
@@ -61,21 +70,27 @@ def to_argv(command: str) -> list[str] | None:
     return argv
 
 
-def test_every_readme_command_runs(tmp_path):
+def test_the_pages_show_their_commands():
+    runnable = {page: [c for c in page_commands(page) if to_argv(c)] for page in PAGES}
+    assert len(runnable["README.md"]) >= 7  # the course commands
+    assert sum(map(len, runnable.values())) >= 25  # the docs pages' examples were found
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page", PAGES)
+def test_every_command_of_a_page_runs(page, tmp_path):
     for name in ("train.py", "sample.py", "config", "data/shakespeare_char/prepare.py"):
         source, target = ROOT / name, tmp_path / name
         target.parent.mkdir(parents=True, exist_ok=True)
         (shutil.copytree if source.is_dir() else shutil.copy)(source, target)
     (tmp_path / "input.txt").write_text(CORPUS * 40)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    ran, failures = 0, []
-    for command in readme_commands():
+    failures = []
+    for command in page_commands(page):
         argv = to_argv(command)
         if argv is None:
             continue
         out = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-        ran += 1
         if out.returncode != 0:
             failures.append(f"{command}\n  exit {out.returncode}: {(out.stderr or out.stdout).strip()[-600:]}")
     assert not failures, "\n\n".join(failures)
-    assert ran >= 15  # the README's examples were found

@@ -9,10 +9,9 @@ from leangpt.cli import run
 from leangpt.config import ConvertConfig, SampleConfig
 from leangpt.convert import convert
 from leangpt.data import DataError
-from leangpt.model import GPT
 from leangpt.sample import sample
 from leangpt.train import train
-from tests.conftest import CORPUS, tiny_config
+from tests.helpers import CORPUS, tiny_config
 
 
 @pytest.fixture
@@ -178,6 +177,7 @@ def test_samples_are_drawn_as_one_batch_without_mixing_rows(trained):
     assert drawn == "".join(ckpt["meta"]["itos"][i] for i in expected)
 
 
+@pytest.mark.slow
 def test_compiled_sampling_draws_the_eager_tokens(trained):
     """compile=True compiles the model once: the fixed-shape cached decode steps share its graph,
     and the greedy samples equal the eager ones (tiny model, so compiling takes seconds)."""

@@ -1,13 +1,12 @@
 import csv
 import json
 import re
-import os
 
 import pytest
 
 from leangpt.cli import run
 from leangpt.errors import ConfigError, LeanGPTError
-from leangpt.report import collect, write_report
+from leangpt.report import collect
 from leangpt.sweep import sweep
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -25,6 +24,7 @@ def base_file(tiny_data, tmp_path):
     return path
 
 
+@pytest.mark.slow
 def test_grid_sweep_writes_every_file(base_file, tmp_path, capsys):
     out = sweep([str(base_file), "--grid=optimizer_variant=adamw,adamsn", f"--sweep_dir={tmp_path / 'sw'}"])
     # off a terminal, the plain lines carry each run's elapsed time and the sweep's ETA
@@ -72,6 +72,7 @@ def test_grid_sweep_writes_every_file(base_file, tmp_path, capsys):
     assert stamps == {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/metrics.jsonl")}
 
 
+@pytest.mark.slow
 def test_interrupted_run_resumes_and_failed_run_is_recorded(base_file, tmp_path):
     sw = tmp_path / "sw"
     args = [str(base_file), "--grid=block_size=16,4096", f"--sweep_dir={sw}", "--grid=n_headgroup=1"]
@@ -143,6 +144,7 @@ def test_plot_labels_name_the_swept_keys_and_titles_the_setup():
     assert _setup([row]) == "4x128, block 64, batch 12, 2000 iters"
 
 
+@pytest.mark.slow
 def test_a_second_sweep_on_the_same_sweep_dir_is_refused(base_file, tmp_path):
     from leangpt.fileio import directory_lock
     sw = tmp_path / "sw"
@@ -151,6 +153,7 @@ def test_a_second_sweep_on_the_same_sweep_dir_is_refused(base_file, tmp_path):
             sweep([str(base_file), f"--sweep_dir={sw}"])
 
 
+@pytest.mark.slow
 def test_rerunning_with_other_base_settings_is_refused(base_file, tmp_path):
     sw = tmp_path / "sw"
     sweep([str(base_file), f"--sweep_dir={sw}"])
@@ -176,6 +179,7 @@ def test_malformed_grid_or_variants_in_a_config_file(tmp_path, text, needle):
         sweep([str(path), f"--sweep_dir={tmp_path / 'sw'}"])
 
 
+@pytest.mark.slow
 def test_infinite_values_round_trip_and_long_values_give_short_names(base_file, tmp_path):
     from leangpt.config import TrainConfig, parse_config
     from leangpt.sweep import run_name, write_run_config

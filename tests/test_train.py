@@ -11,21 +11,7 @@ from leangpt import checkpoint
 from leangpt.checkpoint import CheckpointError
 from leangpt.cli import run
 from leangpt.train import TrainingError, get_lr, train
-from tests.conftest import tiny_config
-
-LOSS_LINE = re.compile(r"^(iter \d+: loss [\d.]+|step \d+: train loss [\d.]+, val loss [\d.]+)")
-
-
-def losses(lines):
-    """The numbers a user copies: everything but the timing."""
-    return [m.group(1) for line in lines if (m := LOSS_LINE.match(line))]
-
-
-def run_train(config):
-    lines = []
-    result = train(config, log=lines.append)
-    return result, lines
-
+from tests.helpers import common_args, iter_of, assert_resume_is_exact, losses, run_train, tiny_config
 
 def test_lr_schedule_by_hand():
     c = tiny_config("d", "o", learning_rate=1.0, min_lr=0.1, warmup_iters=4, lr_decay_iters=14)
@@ -51,26 +37,6 @@ def test_training_lowers_loss_and_writes_run_files(tiny_data, tmp_path):
 @pytest.mark.parametrize("n_headgroup", [1, 2])
 def test_resume_is_exact(tiny_data, tmp_path, variant, n_headgroup):
     assert_resume_is_exact(tiny_data, tmp_path, optimizer_variant=variant, n_headgroup=n_headgroup)
-
-
-def assert_resume_is_exact(tiny_data, tmp_path, **settings):
-    """20 iterations straight equal 10, then 10 more resumed: same printed losses, same weights.
-    Returns the straight run's (result, log lines)."""
-    base = dict(dropout=0.1, lr_decay_iters=20, eval_interval=5, always_save_checkpoint=False, **settings)
-    result, straight = run_train(tiny_config(tiny_data, tmp_path / "a", max_iters=20, **base))
-    run_train(tiny_config(tiny_data, tmp_path / "b", max_iters=10, **base))
-    _, resumed = run_train(tiny_config(tiny_data, tmp_path / "b", max_iters=20, init_from="resume", **base))
-    # the resumed run starts after the evaluation at iter 10, which the first half already ran
-    straight_after = [line for line in losses(straight) if _iter_of(line) >= 10 and not line.startswith("step 10:")]
-    assert losses(resumed) == straight_after
-    a = checkpoint.load(tmp_path / "a" / "ckpt.pt")["model"]
-    b = checkpoint.load(tmp_path / "b" / "ckpt.pt")["model"]
-    assert all(torch.equal(a[k], b[k]) for k in a)
-    return result, straight
-
-
-def _iter_of(line):
-    return int(re.match(r"\w+ (\d+):", line).group(1))
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
@@ -133,8 +99,7 @@ def test_bad_checkpoints_are_clear_errors(tiny_data, tmp_path, capsys):
     out = tmp_path / "o"
     out.mkdir()
     (out / "ckpt.pt").write_bytes(b"not a checkpoint")
-    argv = [f"--out_dir={out}", f"--data_dir={tiny_data}", "--dataset=tiny", "--init_from=resume",
-            "--device=cpu", "--compile=False", "--n_layer=1", "--n_head=2", "--n_embd=16", "--block_size=8"]
+    argv = common_args(tiny_data, out, init_from="resume")
     assert run("train", argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "is not a readable checkpoint" in err and "\n" not in err
@@ -237,7 +202,7 @@ def test_resume_with_activation_checkpointing_is_exact(tiny_data, tmp_path):
     _, straight = run_train(tiny_config(tiny_data, tmp_path / "a", max_iters=20, **base))
     run_train(tiny_config(tiny_data, tmp_path / "b", max_iters=10, **base))
     _, resumed = run_train(tiny_config(tiny_data, tmp_path / "b", max_iters=20, init_from="resume", **base))
-    straight_after = [line for line in losses(straight) if _iter_of(line) >= 10 and not line.startswith("step 10:")]
+    straight_after = [line for line in losses(straight) if iter_of(line) >= 10 and not line.startswith("step 10:")]
     assert losses(resumed) == straight_after
 
 
@@ -333,7 +298,7 @@ def test_resume_applies_the_optimizer_settings_given_now(tiny_data, tmp_path):
 
 def test_resume_on_another_vocabulary_of_the_same_size_is_refused(tiny_data, tmp_path):
     from leangpt.data import prepare_dataset
-    from tests.conftest import CORPUS
+    from tests.helpers import CORPUS
     run_train(tiny_config(tiny_data, tmp_path / "o", max_iters=2))
     chars = "\x01" + "".join(sorted(set(CORPUS)))[:-1]  # as many characters, most with another id
     prepare_dataset(chars * 200, tiny_data / "other")
@@ -358,14 +323,13 @@ def test_a_damaged_checkpoint_is_one_error_naming_the_file(tiny_data, tmp_path, 
     assert len(err) == 1 and err[0].startswith("error:") and str(path) in err[0]
 
 
+@pytest.mark.slow
 def test_a_second_trainer_on_the_same_out_dir_is_refused_and_stale_temporaries_go(tiny_data, tmp_path):
     import subprocess
     import sys
     from leangpt.fileio import directory_lock
     out = tmp_path / "o"
-    args = [sys.executable, "-m", "leangpt", "train", f"--data_dir={tiny_data}", "--dataset=tiny", f"--out_dir={out}",
-            "--device=cpu", "--compile=False", "--n_layer=1", "--n_head=2", "--n_embd=16", "--block_size=8",
-            "--batch_size=2", "--max_iters=2", "--lr_decay_iters=2", "--warmup_iters=1", "--eval_iters=1"]
+    args = [sys.executable, "-m", "leangpt", "train", *_tiny_args(tiny_data, out)]
     with directory_lock(out):
         (out / ".ckpt.pt.x1y2.tmp").write_bytes(b"left by a killed write")
         busy = subprocess.run(args, capture_output=True, text=True, timeout=120)
@@ -379,9 +343,9 @@ def test_a_second_trainer_on_the_same_out_dir_is_refused_and_stale_temporaries_g
 
 
 def _tiny_args(tiny_data, out, *extra):
-    return [f"--data_dir={tiny_data}", "--dataset=tiny", f"--out_dir={out}", "--device=cpu", "--compile=False",
-            "--n_layer=1", "--n_head=2", "--n_embd=16", "--block_size=8", "--batch_size=2", "--max_iters=2",
-            "--lr_decay_iters=2", "--warmup_iters=1", "--eval_iters=1", "--eval_interval=1", *extra]
+    """Two iterations of the tiny model, as a command line."""
+    return [*common_args(tiny_data, out, batch_size=2, max_iters=2, lr_decay_iters=2, warmup_iters=1, eval_iters=1,
+                         eval_interval=1), *extra]
 
 
 def _one_error_line(capsys, needle):

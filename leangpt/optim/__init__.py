@@ -19,11 +19,12 @@ from .adafactor import Adafactor
 from .adamsn import AdamSN
 from .adamsnsm import AdamSNSM
 from .groups import param_groups
+from .in_backward import StepInBackward
 from .muon import MuonWithAdamW
 
 __all__ = ["AdamSN", "AdamSNSM", "Adafactor", "MuonWithAdamW", "build_optimizer", "state_bytes", "state_tensors",
            "adamw_state_bytes", "param_groups", "load_variant",
-           "optimizer_spec", "COMPILED_STEP_VARIANTS"]
+           "optimizer_spec", "COMPILED_STEP_VARIANTS", "StepInBackward"]
 
 
 def _unwrap_zero(optimizer):
@@ -105,9 +106,14 @@ def build_optimizer(model: nn.Module, config, zero: bool = False) -> torch.optim
 
     `zero=True` (inside a process group) shards its state across ranks with
     ZeroRedundancyOptimizer: each rank keeps the state of its share of the parameters.
+    With `config.optimizer_in_backward` it steps each parameter inside the backward pass
+    (in_backward.py); the config has refused the combinations that cannot.
     """
     cls, groups, kwargs = optimizer_spec(model, config)
-    if not zero:
-        return cls(groups, **kwargs)
-    from torch.distributed.optim import ZeroRedundancyOptimizer
-    return ZeroRedundancyOptimizer(groups, optimizer_class=cls, **kwargs)
+    if zero:
+        from torch.distributed.optim import ZeroRedundancyOptimizer
+        return ZeroRedundancyOptimizer(groups, optimizer_class=cls, **kwargs)
+    optimizer = cls(groups, **kwargs)
+    if getattr(config, "optimizer_in_backward", False):
+        return StepInBackward(optimizer, lambda group: cls([group], **kwargs))
+    return optimizer
