@@ -59,7 +59,7 @@ class _SharedTrainKeys:
     # the memory stack (docs/memory.md): each removes bytes from a training step's peak, none changes its math
     activation_checkpointing: bool = False  # recompute each block in the backward: less memory, ~1/3 more compute
     chunked_loss: bool = False  # output layer + loss a chunk of tokens at a time: the logits never exist whole
-    loss_chunk_size: int = 1024  # tokens per chunk with chunked_loss
+    loss_chunk_size: int = 256  # tokens per chunk with chunked_loss
     optimizer_in_backward: bool = False  # update each weight as its gradient completes, then free the gradient
     # optimizer
     optimizer_variant: OptimizerVariant = "adamw"

@@ -42,22 +42,24 @@ class _ChunkedLinearCrossEntropy(torch.autograd.Function):
         with torch.autocast(x.device.type, enabled=False):  # the dtypes are explicit below
             valid = targets != IGNORE_INDEX
             total = torch.zeros((), dtype=torch.float32, device=x.device)
+            lse = torch.empty(x.size(0), dtype=torch.float32, device=x.device)  # kept: one float per token
             low_w = weight.to(dtype)  # autocast's copy of the weight (the weight itself in fp32)
             for start in range(0, x.size(0), chunk_size):
                 rows = slice(start, start + chunk_size)
                 logits = _chunk_logits(x[rows], low_w)
                 picked = logits.gather(1, targets[rows].clamp(min=0).unsqueeze(1)).squeeze(1)
-                total += ((torch.logsumexp(logits, dim=-1) - picked) * valid[rows]).sum()
+                lse[rows] = torch.logsumexp(logits, dim=-1)
+                total += ((lse[rows] - picked) * valid[rows]).sum()
                 del logits
             del low_w
             count = valid.sum()
-        ctx.save_for_backward(x, weight, targets, count)
+        ctx.save_for_backward(x, weight, targets, count, lse)
         ctx.chunk_size, ctx.dtype = chunk_size, dtype
         return total / count
 
     @staticmethod
     def backward(ctx, grad_loss):
-        x, weight, targets, count = ctx.saved_tensors
+        x, weight, targets, count, lse = ctx.saved_tensors
         chunk_size, dtype = ctx.chunk_size, ctx.dtype
         with torch.autocast(x.device.type, enabled=False):
             scale = grad_loss.float() / count  # d(mean)/d(each token's loss)
@@ -67,12 +69,17 @@ class _ChunkedLinearCrossEntropy(torch.autograd.Function):
             for start in range(0, x.size(0), chunk_size):
                 rows = slice(start, start + chunk_size)
                 t = targets[rows]
-                # d loss / d logits = softmax - one_hot(target), for tokens with a target
-                grad_logits = torch.softmax(_chunk_logits(x[rows], low_w), dim=-1)
+                # d loss / d logits = softmax - one_hot(target), for tokens with a target; in place,
+                # so that one chunk-sized buffer serves the whole chain
+                grad_logits = _chunk_logits(x[rows], low_w)
+                grad_logits.sub_(lse[rows].unsqueeze(1)).exp_()
                 valid = (t != IGNORE_INDEX).unsqueeze(1)
                 grad_logits.scatter_add_(1, t.clamp(min=0).unsqueeze(1), -valid.to(grad_logits.dtype))
-                grad_logits = (grad_logits * (valid * scale)).to(dtype)
+                grad_logits = grad_logits.mul_(valid * scale).to(dtype)
                 grad_x[rows] = (grad_logits @ low_w).to(x.dtype)
-                grad_w += (grad_logits.t() @ x[rows].to(dtype)).float()
+                if dtype == torch.float32:  # accumulate in place: no vocab x width temporary
+                    grad_w.addmm_(grad_logits.t(), x[rows])
+                else:
+                    grad_w.add_(grad_logits.t() @ x[rows].to(dtype))
                 del grad_logits
         return grad_x, grad_w.to(weight.dtype), None, None, None

@@ -125,3 +125,21 @@ def test_a_killed_rank_stops_the_others_with_one_line(tiny_data, tmp_path):
     assert procs[0].returncode == 2, err[-2000:]
     assert lines[-1].startswith("error: rank 0 lost contact with the other ranks"), err[-2000:]
     assert len(lines) == 1, err[-2000:]
+
+
+def test_chunked_loss_under_ddp_equals_the_plain_loss_in_one_process(tiny_data, tmp_path, tmp_path_factory):
+    reference = single_run(tiny_data, tmp_path_factory, "adamw", 2)
+    out = str(tmp_path / "ddp")
+    launch(common_args(tiny_data, out, optimizer_variant="adamw", n_headgroup=2, batch_size=4,
+                       gradient_accumulation_steps=2, chunked_loss=True, loss_chunk_size=24), world_size=2)
+    assert_same_losses(metrics(out), reference)
+
+
+def test_the_step_in_backward_under_torchrun_is_one_line(tiny_data, tmp_path):
+    args = common_args(tiny_data, str(tmp_path / "o"), optimizer_in_backward=True, gradient_accumulation_steps=1,
+                       batch_size=4)
+    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2",
+                          "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{free_port()}", "-m", "leangpt", "train",
+                          *args], capture_output=True, text=True, timeout=TIMEOUT)
+    assert out.returncode != 0
+    assert "error: optimizer_in_backward=True would step each weight before DDP averages" in out.stderr

@@ -217,13 +217,14 @@ def test_gpt2_shapes_estimate_in_little_memory(n_layer, n_head, n_embd):
     assert maxrss_kib * 1024 < 2 * 2**30
 
 
-def test_zero_shards_the_optimizer_state_and_ddp_adds_gradient_buckets():
+def test_zero_shards_the_optimizer_state_and_ddp_holds_one_gradient_buffer():
     one = step_memory(memory_config(SEED, optimizer_variant="adamw"))
     ddp = step_memory(memory_config(SEED, optimizer_variant="adamw", world_size=2, gradient_accumulation_steps=2))
     zero = step_memory(memory_config(SEED, optimizer_variant="adamw", world_size=2, gradient_accumulation_steps=2,
                                      zero=True))
     assert ddp.optimizer_state == one.optimizer_state
     assert ddp.grads >= one.params  # the buckets: a gradient-sized buffer held all along
+    assert ddp.grads <= 1.01 * one.params  # and only one: the gradients are views into them
     assert 0.49 * one.optimizer_state <= zero.optimizer_state < 0.6 * one.optimizer_state
 
 
