@@ -87,6 +87,7 @@ GRID_OPTIONS = {
               "`variants = [...]` in a config file)",
               "  --sweep_dir=DIR  where the runs and the report go (default: sweeps/<last config file's name>)"],
     "memory": ["  --grid=KEY=V1,V2,...  one line per value; several --grid are crossed",
+               "  --stack=True  one line per technique of the memory stack, added in turn, with its ratio to the plain step",
                "  --json  print a JSON array instead of the table"],
 }
 

@@ -52,6 +52,7 @@ class MemoryConfig(TrainConfig):
     world_size: int = 1  # ranks of a torchrun job: numbers are per rank
     measure: bool = False  # run the real step on `device` instead of estimating with fake tensors
     generate: bool = False  # inference instead: weights + KV cache for batch_size x block_size tokens
+    stack: bool = False  # one row per technique of the memory stack, added in turn to the plain step
 
     def validate(self) -> None:
         super().validate()
@@ -278,14 +279,15 @@ COLUMNS = ("params", "grads", "optimizer_state", "activations", "temporaries", "
 GENERATE_COLUMNS = ("params", "kv_cache", "temporaries", "peak")
 
 
-def table(rows: list[dict], keys: list[str], generate: bool) -> str:
-    """A plain-text table: one line per configuration."""
+def table(rows: list[dict], keys: list[str], generate: bool, ratio: str | None = None) -> str:
+    """A plain-text table: one line per configuration (and the column `ratio` after the peak)."""
     columns = GENERATE_COLUMNS if generate else COLUMNS
     extra = ("peak in",) if generate else ("peak in", "saved for backward")
-    head = [*keys, *(c.replace("_", " ") for c in columns), *extra]
+    head = [*keys, *(c.replace("_", " ") for c in columns), *([ratio] if ratio else []), *extra]
     body = []
     for r in rows:
-        cells = [str(r[k]) for k in keys] + [format_bytes(r[c]) for c in columns] + [r["peak_phase"]]
+        cells = [str(r[k]) for k in keys] + [format_bytes(r[c]) for c in columns]
+        cells += ([r[ratio]] if ratio else []) + [r["peak_phase"]]
         if not generate:
             cells.append(format_bytes(r["activations_saved"]))
         body.append(cells)
@@ -295,14 +297,33 @@ def table(rows: list[dict], keys: list[str], generate: bool) -> str:
     return "\n".join(lines)
 
 
+# the memory stack, each technique added to the ones above it (docs/memory.md)
+STACK = (("plain step", {}), ("+ activation checkpointing", {"activation_checkpointing": True}),
+         ("+ chunked loss", {"chunked_loss": True}), ("+ optimizer in backward", {"optimizer_in_backward": True}))
+STACK_OFF = {"activation_checkpointing": False, "chunked_loss": False, "optimizer_in_backward": False}
+
+
+def stack_overrides() -> list[dict]:
+    """The stack as grid rows: the plain step, then one more technique per row."""
+    rows, on = [], dict(STACK_OFF)
+    for name, technique in STACK:
+        on.update(technique)
+        rows.append({"technique": name, **on})
+    return rows
+
+
 def memory_main(argv: list[str]) -> int:
     as_json = "--json" in argv
     argv = [a for a in argv if a != "--json"]
     base, overrides, _ = parse_grid_args(argv, MemoryConfig)
+    if base.stack:
+        if any(overrides):
+            raise ConfigError("stack=True makes its own rows: drop --grid (or run one stack per configuration)")
+        overrides = stack_overrides()
     keys = list(dict.fromkeys(k for o in overrides for k in o))
     rows = []
     for o in overrides:
-        config = dataclasses.replace(base, **o)
+        config = dataclasses.replace(base, **{k: v for k, v in o.items() if k != "technique"})
         try:
             config.validate()
         except ConfigError as exc:
@@ -312,6 +333,10 @@ def memory_main(argv: list[str]) -> int:
         if not base.generate:
             result.pop("kv_cache")
         rows.append({**o, **result, "seconds": round(time.perf_counter() - started, 2)})
+    if base.stack:
+        keys = ["technique"]
+        for row in rows:
+            row["vs plain"] = f"{row['peak'] / rows[0]['peak']:.2f}x"
     if as_json:
         print(json.dumps(rows, indent=1))
     else:
@@ -320,5 +345,5 @@ def memory_main(argv: list[str]) -> int:
         what = "generation" if base.generate else "one training step"
         print(f"memory of {what}, {how}, bytes alive at the peak by category"
               + (f" (per rank of {base.world_size})" if base.world_size > 1 else ""))
-        print(table(rows, keys, base.generate))
+        print(table(rows, keys, base.generate, ratio="vs plain" if base.stack else None))
     return 0

@@ -1,0 +1,74 @@
+"""The memory-stack tables of docs/memory_stack.md (read in docs/memory.md): the estimated peak of one
+training step with each technique of the stack added in turn (activation checkpointing, chunked
+loss, optimizer step in the backward), for GPT-2 124M (batch 8) and a GPT-2 XL shape (1.5B,
+batch 1), fp32 and bf16 autocast, per optimizer variant.
+
+    python bench/memory_stack.py [--out=docs]
+
+Writes OUT/memory_stack.md and OUT/memory_stack.json and prints the tables. Every number is
+`leangpt memory --stack=True` with the same keys (fake tensors; the GPT-2 shapes as CUDA configs);
+tests/test_memory_stack.py checks such estimates against real measurements at the seed and 6x384
+sizes. adamw8bit is not in them: its step is torch.compile'd, which the tracker cannot see into.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+from leangpt.formatting import format_bytes
+from leangpt.memory import MemoryConfig, stack_overrides, step_memory
+
+SIZES = {
+    "GPT-2 124M (12x768, block 1024, batch 8)": dict(n_layer=12, n_head=12, n_embd=768, block_size=1024,
+                                                     batch_size=8),
+    "GPT-2 XL shape, 1.56B (48x1600, block 1024, batch 1)": dict(n_layer=48, n_head=25, n_embd=1600,
+                                                                  block_size=1024, batch_size=1),
+}
+VARIANTS = ("adamw", "adamsn", "adafactor", "adamsnsm")
+DTYPES = ("float32", "bfloat16")
+CATEGORIES = ("params", "grads", "optimizer_state", "activations", "temporaries")
+GiB = 2**30
+
+
+def main(argv: list[str]) -> None:
+    out = Path(next((a.split("=", 1)[1] for a in argv if a.startswith("--out=")), "docs"))
+    results, lines = [], ["# The memory stack, estimated", "",
+                          "Written by `python bench/memory_stack.py`; each row adds one technique to the rows above it. "
+                          "Bytes alive at the peak of one steady-state step (`leangpt memory --stack=True`), "
+                          "vocabulary 50304, one micro-batch, grad_clip 1.0 (clipped exactly: docs/memory.md).", ""]
+    for size, shape in SIZES.items():
+        for dtype in DTYPES:
+            lines += [f"## {size}, {dtype}", "",
+                      "| variant | technique | weights | grads | opt. state | activations | temporaries | peak | "
+                      "vs plain AdamW | vs plain |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+            reference = None
+            for variant in VARIANTS:
+                base = MemoryConfig(**shape, vocab_size=50304, device="cuda", dtype=dtype, compile=False,
+                                    gradient_accumulation_steps=1, optimizer_variant=variant,
+                                    adamsnsm_rank=shape["n_embd"] // 4)
+                plain = None
+                for row in stack_overrides():
+                    started = time.perf_counter()
+                    config = dataclasses.replace(base, **{k: v for k, v in row.items() if k != "technique"})
+                    b = step_memory(config).as_dict()
+                    plain = plain or b["peak"]
+                    reference = reference or b["peak"]
+                    results.append({"size": size, "dtype": dtype, "variant": variant, "technique": row["technique"],
+                                    **b, "seconds": round(time.perf_counter() - started, 1)})
+                    cells = [variant, row["technique"], *(format_bytes(b[c]) for c in CATEGORIES),
+                             format_bytes(b["peak"]), f"{b['peak'] / reference:.3f}x", f"{b['peak'] / plain:.3f}x"]
+                    lines.append("| " + " | ".join(cells) + " |")
+                    print(size, dtype, variant, row["technique"], f"{b['peak'] / GiB:.2f} GiB", flush=True)
+            lines.append("")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "memory_stack.md").write_text("\n".join(lines))
+    (out / "memory_stack.json").write_text(json.dumps(results, indent=1))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
