@@ -103,6 +103,9 @@ def decode_attention(rounds: int):
 
 
 if __name__ == "__main__":
+    if "--help" in sys.argv or "-h" in sys.argv:  # every script answers --help without running
+        print(__doc__)
+        sys.exit(0)
     options = dict(a[2:].split("=", 1) for a in sys.argv[1:] if a.startswith("--") and "=" in a)
     rounds = int(options.get("rounds", 3))
     if "threads" in options:

@@ -50,4 +50,7 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
+    if "--help" in sys.argv or "-h" in sys.argv:  # every script answers --help without running
+        print(__doc__)
+        sys.exit(0)
     sys.exit(main(sys.argv[1:]))

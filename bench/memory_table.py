@@ -113,4 +113,7 @@ def plot(rows: list[dict], path: Path) -> None:
 
 
 if __name__ == "__main__":
+    if "--help" in sys.argv or "-h" in sys.argv:  # every script answers --help without running
+        print(__doc__)
+        sys.exit(0)
     sys.exit(main(sys.argv[1:]))

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 import random
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -64,7 +66,23 @@ def save_atomic(obj: dict, path: str | Path) -> None:
     """torch.save through a temporary file: an interrupted save never destroys the previous one.
     The payload carries its own digest, checked by load()."""
     obj = {**obj, "digest": digest(obj)}
-    atomic_write(path, lambda f: torch.save(obj, f))
+    try:
+        atomic_write(path, lambda f: torch.save(obj, f))
+    except (OSError, RuntimeError) as exc:  # torch.save reports a failed write (a full disk) as a RuntimeError
+        raise CheckpointError(f"could not write {path}: {write_failure(exc, Path(path))}; the previous "
+                              f"{Path(path).name} (if any) is intact") from None
+
+
+def write_failure(exc: BaseException, path: Path) -> str:
+    """What went wrong with a write, in words: the OS's reason, else the space left where it went."""
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return os.strerror(exc.errno).lower()
+    try:
+        free = shutil.disk_usage(path.parent).free
+    except OSError:
+        free = None
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+    return f"the write failed ({first})" + (f"; its filesystem has {free:,} bytes free" if free is not None else "")
 
 
 def load(path: str | Path) -> dict:
@@ -88,7 +106,36 @@ def load(path: str | Path) -> dict:
         raise CheckpointError(f"{path} is not a GPT checkpoint (no 'model' / 'model_args')")
     if "digest" in ckpt and ckpt["digest"] != digest(ckpt):  # upstream nanoGPT's files carry none
         raise CheckpointError(f"{path} is damaged: its contents do not match the digest stored in it")
+    check_structure(ckpt, path)
     return ckpt
+
+
+# the parts a checkpoint may hold, each with the type it must have when present (and not None)
+_PARTS = {"model": dict, "model_args": dict, "leangpt_model_args": dict, "config": dict, "optimizer": dict,
+          "rng": dict, "rng_per_rank": list, "samplers": dict, "meta": dict}
+
+
+def check_structure(ckpt: dict, path) -> None:
+    """Every part has the type leangpt (or nanoGPT) writes, so that a file with a valid digest but
+    odd contents is one clear error here, not a TypeError deep in resume or sampling."""
+    for key, kind in _PARTS.items():
+        value = ckpt.get(key)
+        if value is None and key not in ("model", "model_args"):
+            continue
+        if not isinstance(value, kind):
+            raise CheckpointError(f"{path} is not a usable checkpoint: its {key!r} is a {type(value).__name__}, "
+                                  f"not a {kind.__name__}")
+    if not all(isinstance(k, str) and torch.is_tensor(v) for k, v in ckpt["model"].items()):
+        raise CheckpointError(f"{path} is not a usable checkpoint: its 'model' is not a state dict of tensors")
+    optimizer = ckpt.get("optimizer")
+    if optimizer is not None and not ({"state", "param_groups"} <= set(optimizer)):
+        raise CheckpointError(f"{path} is not a usable checkpoint: its 'optimizer' lacks state/param_groups")
+    if ckpt.get("meta") is not None:
+        from .data import DataError, check_meta
+        try:
+            check_meta(ckpt["meta"], "its vocabulary (meta)")
+        except DataError as exc:
+            raise CheckpointError(f"{path} is not a usable checkpoint: {exc}") from None
 
 
 # what upstream nanoGPT's GPTConfig accepts: its sample.py and train.py call GPTConfig(**model_args)

@@ -28,6 +28,36 @@ def tuned_lr_hint(config: TrainConfig) -> str:
             f"{VARIANTS[variant].tuned_config} after the config file for the tuned settings")
 
 
+# the low-rank variants' rank key; each projects a hidden weight's gradient (rows n_embd or wider)
+LOW_RANK_KEYS = {"galore": "galore_rank", "apollo": "apollo_rank"}
+
+
+def low_rank_note(config: TrainConfig) -> str:
+    """One line when a low-rank variant's rank is not below the model's width: the projection then
+    keeps at least a full-size moment per weight and saves nothing over AdamW, else ''."""
+    key = LOW_RANK_KEYS.get(config.optimizer_variant)
+    if key is None or getattr(config, key) < config.n_embd:
+        return ""
+    return (f"note: {key}={getattr(config, key)} is not below n_embd={config.n_embd}: the low-rank projection saves "
+            f"nothing here, and its state can exceed AdamW's (the 'optimizer state:' line after the first step "
+            f"says by how much); pass --{key}=N with N < {config.n_embd}, or add "
+            f"{VARIANTS[config.optimizer_variant].tuned_config} after the config file")
+
+
+def setting_notes(config: TrainConfig) -> list[str]:
+    """The notes a run's settings earn before it starts (the trainer, the sweep and the report print them)."""
+    return [note for note in (tuned_lr_hint(config), low_rank_note(config)) if note]
+
+
+def setting_notes_of(saved: dict) -> list[str]:
+    """The same notes for a run's config.json (a dict of TrainConfig's keys)."""
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    try:
+        return setting_notes(TrainConfig(**{k: v for k, v in saved.items() if k in fields}))
+    except (TypeError, ValueError, KeyError, AttributeError):
+        return []
+
+
 SHAPE_KEYS = ("batch_size", "gradient_accumulation_steps")  # with block_size: tokens per iteration
 IGNORED_ON_RESUME = {"init_from", "out_dir", *ARCHITECTURE_KEYS}  # the architecture is the checkpoint's
 

@@ -137,8 +137,28 @@ def _type_name(annotation) -> str:
     return annotation.__name__
 
 
+# what a PDF or a word processor makes of "--": an em dash, an en dash, or a minus sign
+PASTED_DASHES = ("\u2014", "\u2013", "\u2212")
+
+
+def undo_pasted_dashes(argv: list[str], note=lambda line: print(line, file=sys.stderr)) -> list[str]:
+    """`—device=cpu` (a handout's `--device=cpu` as its PDF renders it) read as `--device=cpu`,
+    with one note naming the arguments so read."""
+    fixed, changed = [], []
+    for arg in argv:
+        if arg[:1] in PASTED_DASHES and len(arg) > 1:
+            arg = "--" + arg[1:].lstrip("".join(PASTED_DASHES) + "-")
+            changed.append(arg)
+        fixed.append(arg)
+    if changed:
+        note(f"note: read {len(changed)} argument(s) starting with a typographic dash (as a PDF renders "
+             f"'--') as '--': {' '.join(changed[:3])}{' ...' if len(changed) > 3 else ''}")
+    return fixed
+
+
 def run(command: str, argv: list[str]) -> int:
     """Run a command; user mistakes become one line on stderr and exit status 2."""
+    argv = undo_pasted_dashes(argv)
     if any(a in ("-h", "--help") for a in argv):
         if command in CONFIGS:
             print(config_help(command, argv))

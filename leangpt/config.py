@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import itertools
+import json
 import math
 import types
 import typing
@@ -108,18 +109,21 @@ class _SharedTrainKeys:
         _require(self.learning_rate > 0, "learning_rate", self.learning_rate, "must be > 0")
         _require(self.min_lr <= self.learning_rate, "min_lr", self.min_lr,
                  f"must be <= learning_rate={self.learning_rate}")
-        _require(self.weight_decay >= 0, "weight_decay", self.weight_decay, "must be >= 0")
+        _require(math.isfinite(self.weight_decay) and self.weight_decay >= 0, "weight_decay", self.weight_decay,
+                 "must be a finite number >= 0")
         _require(0.0 <= self.beta1 < 1.0, "beta1", self.beta1, "must be in [0, 1)")
         _require(0.0 <= self.beta2 < 1.0, "beta2", self.beta2, "must be in [0, 1)")
-        _require(self.eps >= 0, "eps", self.eps, "must be >= 0")
+        # eps=inf would pass a >= 0 test and make every update zero: the run would not learn, silently
+        _require(math.isfinite(self.eps) and self.eps >= 0, "eps", self.eps, "must be a finite number >= 0")
         _require(self.grad_clip >= 0, "grad_clip", self.grad_clip, "must be >= 0 (0 disables)")
         _require(self.warmup_iters >= 0, "warmup_iters", self.warmup_iters, "must be >= 0")
         _require(self.lr_decay_iters >= 0, "lr_decay_iters", self.lr_decay_iters, "must be >= 0")
         _require(bool(self.dataset) and "/" not in self.dataset and self.dataset not in (".", ".."),
                  "dataset", self.dataset, "must be a plain directory name under data_dir")
         _require(bool(self.out_dir), "out_dir", self.out_dir, "must not be empty")
-        _require(math.isfinite(self.dist_timeout) and self.dist_timeout > 0, "dist_timeout", self.dist_timeout,
-                 "must be a finite number of seconds > 0")
+        # below a second gloo cannot even connect; past a week torch's timedelta arithmetic overflows
+        _require(1.0 <= self.dist_timeout <= MAX_DIST_TIMEOUT, "dist_timeout", self.dist_timeout,
+                 f"must be from 1 to {MAX_DIST_TIMEOUT:g} seconds (a week)")
         _require(0 <= self.seed < 2**63 - 3, "seed", self.seed, "must be in [0, 2**63 - 3)")  # + rank, + 2
         _validate_device(self.device)
         _require(self.loss_chunk_size >= 1, "loss_chunk_size", self.loss_chunk_size, "must be >= 1")
@@ -269,14 +273,32 @@ def config_from_dict(cls: type[C], values: dict[str, Any]) -> C:
     return config
 
 
+MAX_DIST_TIMEOUT = 7 * 24 * 3600.0
+
+# why a value nanoGPT takes is not one of leangpt's
+LITERAL_HINTS = {"init_from": " (leangpt trains character-level models from scratch or resumes the checkpoint in "
+                              "out_dir; it does not load OpenAI's GPT-2 weights, nanoGPT's init_from='gpt2*')"}
+
+
 def read_config_file(path: str) -> dict[str, Any]:
-    """The assignments of a config file (names starting with _ and imported modules left out)."""
+    """The assignments of a config file (names starting with _ and imported modules left out); a
+    `.json` file is read as data (a sweep's run_config.json), never run."""
     file = Path(path)
     if not file.is_file():
         raise ConfigError(f"config file {path!r} not found (arguments without -- are config files)")
+    if file.suffix == ".json":
+        try:
+            values = json.loads(file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise ConfigError(f"config file {path!r} is not readable JSON: {exc}") from None
+        if not isinstance(values, dict):
+            raise ConfigError(f"config file {path!r} must hold a JSON object {{key: value}}")
+        return values
     namespace: dict[str, Any] = {}
     try:
         exec(compile(file.read_text(), str(file), "exec"), namespace)
+    except SystemExit as exc:  # a config file that exits must not end the run as if it had succeeded
+        raise ConfigError(f"config file {path!r} called sys.exit({exc.code!r}); a config file only sets keys") from None
     except Exception as exc:  # a user's file: report where it broke, in one line
         raise ConfigError(f"config file {path!r} failed to run: {type(exc).__name__}: {exc}") from None
     return {k: v for k, v in namespace.items()
@@ -307,7 +329,7 @@ def coerce(key: str, value: Any, annotation: Any, from_text: bool = False) -> An
     if origin is Literal:
         if value not in args:
             allowed = ", ".join(str(a) for a in args)
-            raise ConfigError(f"{key}={value!r} is not allowed; choose one of: {allowed}")
+            raise ConfigError(f"{key}={value!r} is not allowed; choose one of: {allowed}{LITERAL_HINTS.get(key, '')}")
         return value
     if annotation is bool:
         if isinstance(value, bool):
@@ -321,10 +343,13 @@ def coerce(key: str, value: Any, annotation: Any, from_text: bool = False) -> An
             return False
         raise ConfigError(f"{key}={value!r} is not a bool; use True/False (or true/false, 1/0)")
     if annotation is int:
-        if isinstance(value, bool) or isinstance(value, float) and not value.is_integer():
+        if (isinstance(value, bool) or not isinstance(value, (int, float, str))
+                or isinstance(value, float) and not value.is_integer()):
             raise ConfigError(f"{key}={value!r} is not an integer")
         try:
             return int(value) if not isinstance(value, str) else int(value.strip().replace("_", ""))
+        except OverflowError:
+            raise ConfigError(f"{key}={value!r} is not an integer") from None
         except ValueError:
             # 1e3 on the command line is a common way to write an integer
             try:
@@ -358,6 +383,7 @@ def parse_grid_args(argv: list[str], cls: type = TrainConfig) -> tuple[TrainConf
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
     base_args, file_values, grid, variants, sweep_dir, files = [], {}, {}, [{}], None, []
+    given_on_command_line: dict[str, str] = {}
     for arg in argv:
         if not arg.startswith("--"):
             values = read_config_file(arg)
@@ -376,6 +402,10 @@ def parse_grid_args(argv: list[str], cls: type = TrainConfig) -> tuple[TrainConf
             if "=" not in body:
                 raise ConfigError(f"{arg!r} must look like --grid=KEY=V1,V2,...")
             key, text = body.split("=", 1)
+            if key in given_on_command_line:
+                raise ConfigError(f"--grid={key} is given twice; give all its values in one: "
+                                  f"--grid={key}={given_on_command_line[key]},{text}")
+            given_on_command_line[key] = text
             values = [v for v in text.split(",")]
             if not text or any(v.strip() == "" for v in values):
                 raise ConfigError(f"--grid={key}: give one or more comma-separated values, none empty")

@@ -16,6 +16,7 @@ import torch
 from . import checkpoint
 from .checkpoint import CheckpointError
 from .config import ConvertConfig
+from .fileio import directory_lock
 from .model import GPTConfig
 
 
@@ -60,7 +61,12 @@ def convert(config: ConvertConfig, log=print) -> Path:
         out["meta"] = ckpt["meta"]
     checkpoint.load_model(out, "the converted checkpoint")  # fail here, not at training time
     out_path = Path(config.out_dir) / "ckpt.pt"
-    checkpoint.save_atomic(out, out_path)
+    # a trainer on out_dir would overwrite the result at its next save: hold the same lock it takes
+    with directory_lock(config.out_dir):
+        if out_path.exists():  # another run's: its best.pt, config.json and metrics.jsonl would not match
+            raise CheckpointError(f"{out_path} exists (another run's checkpoint); convert into an empty "
+                                  "--out_dir, or delete that run first")
+        checkpoint.save_atomic(out, out_path)
     log(f"wrote {out_path}: n_head={source.n_head}, n_headgroup={config.n_headgroup} "
         f"({source.n_head // config.n_headgroup} K/V heads per layer, was {source.n_head}); "
         f"uptrain with --init_from=resume --out_dir={config.out_dir}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import pickle
 import urllib.request
 from dataclasses import dataclass
@@ -11,7 +13,7 @@ import numpy as np
 import torch
 
 from .errors import LeanGPTError
-from .fileio import atomic_write_set
+from .fileio import atomic_write_set, directory_lock
 
 SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 
@@ -67,9 +69,75 @@ def load_meta(meta_path: str | Path) -> dict:
         raise DataError(f"{meta_path} not found; prepare the dataset first (leangpt prepare)") from None
     except Exception as exc:
         raise DataError(f"{meta_path} is not a plain-data meta.pkl, refused: {exc}") from None
+    return check_meta(meta, str(meta_path))
+
+
+MAX_VOCAB = 2**16  # ids are stored as uint16
+
+
+def check_meta(meta, source: str) -> dict:
+    """A vocabulary as nanoGPT's meta.pkl holds it: vocab_size an int, stoi {char: id} and itos
+    {id: char} with an entry for every id below vocab_size, so every id a model emits decodes."""
     if not isinstance(meta, dict) or not {"vocab_size", "stoi", "itos"} <= set(meta):
-        raise DataError(f"{meta_path} lacks vocab_size/stoi/itos")
+        raise DataError(f"{source} lacks vocab_size/stoi/itos")
+    size, stoi, itos = meta["vocab_size"], meta["stoi"], meta["itos"]
+    if type(size) is not int or not 1 <= size <= MAX_VOCAB:
+        raise DataError(f"{source}: vocab_size {size!r} is not an integer from 1 to {MAX_VOCAB} (ids are uint16)")
+    if not isinstance(stoi, dict) or not isinstance(itos, dict):
+        raise DataError(f"{source}: stoi and itos must be dicts, not {type(stoi).__name__} and {type(itos).__name__}")
+    if not all(type(i) is int and isinstance(c, str) for i, c in itos.items()) or any(i not in itos for i in range(size)):
+        raise DataError(f"{source}: itos must map every id 0..{size - 1} to a string")
+    if not all(isinstance(c, str) and type(i) is int and 0 <= i < size for c, i in stoi.items()):
+        raise DataError(f"{source}: stoi must map strings to ids below vocab_size {size}")
     return meta
+
+
+FINGERPRINT_BYTES = 1 << 16
+
+
+def fingerprint(payload: bytes) -> str:
+    """Size, head and tail of a token file: what tells one prepared file from another without
+    reading gigabytes."""
+    h = hashlib.sha256(str(len(payload)).encode())
+    h.update(payload[:FINGERPRINT_BYTES])
+    h.update(payload[-FINGERPRINT_BYTES:])
+    return h.hexdigest()
+
+
+def _file_fingerprint(path: Path) -> str:
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        head = f.read(FINGERPRINT_BYTES)
+        f.seek(max(0, size - FINGERPRINT_BYTES))
+        tail = f.read()
+    h = hashlib.sha256(str(size).encode())
+    h.update(head)
+    h.update(tail)
+    return h.hexdigest()
+
+
+def check_token_file(path: Path) -> int:
+    """Its size in bytes, which must be a whole number of uint16 ids."""
+    size = Path(path).stat().st_size
+    if size % 2:
+        raise DataError(f"{path} has an odd number of bytes ({size:,}), so it is not a whole file of "
+                        "uint16 ids (cut short?); prepare the dataset again")
+    return size
+
+
+def check_dataset(paths: dict[str, Path], meta: dict) -> None:
+    """train.bin and val.bin are the files this meta.pkl was written with (a meta.pkl from before
+    leangpt recorded them, or nanoGPT's, is taken as it is)."""
+    for split in ("train", "val"):
+        check_token_file(paths[split])
+    recorded = meta.get("leangpt_files")
+    if not isinstance(recorded, dict):
+        return
+    for split in ("train", "val"):
+        path = paths[split]
+        if recorded.get(path.name) != _file_fingerprint(path):
+            raise DataError(f"{path} is not the file {paths['meta'].name} was written with (a prepare stopped "
+                            "halfway, or files copied from another dataset): prepare the dataset again")
 
 
 def read_text(input_path: str | None) -> str:
@@ -98,10 +166,13 @@ def prepare_dataset(text: str, out_dir: str | Path, val_fraction: float = 0.1) -
     split = int(len(text) * (1 - val_fraction))
     ids = np.array(tokenizer.encode(text), dtype=np.uint16)
     out = Path(out_dir)
-    meta = {"vocab_size": tokenizer.vocab_size, "stoi": tokenizer.stoi, "itos": tokenizer.itos}
-    # all three are written before any replaces its old version: a failed write leaves the old set
-    atomic_write_set({out / "train.bin": ids[:split].tobytes(), out / "val.bin": ids[split:].tobytes(),
-                      out / "meta.pkl": pickle.dumps(meta)})
+    bins = {"train.bin": ids[:split].tobytes(), "val.bin": ids[split:].tobytes()}
+    meta = {"vocab_size": tokenizer.vocab_size, "stoi": tokenizer.stoi, "itos": tokenizer.itos,
+            "leangpt_files": {name: fingerprint(payload) for name, payload in bins.items()}}
+    # all three are written before any replaces its old version, meta.pkl last: a failed write
+    # leaves the old set, and a kill between the renames a set that check_dataset refuses
+    with directory_lock(out, key="dataset directory"):  # also removes the temporaries of a killed prepare
+        atomic_write_set({**{out / name: payload for name, payload in bins.items()}, out / "meta.pkl": pickle.dumps(meta)})
     return {"vocab_size": tokenizer.vocab_size, "train_tokens": split, "val_tokens": len(ids) - split}
 
 
@@ -118,7 +189,7 @@ class BatchSampler:
         self.bin_path = Path(bin_path)
         if not self.bin_path.is_file():
             raise DataError(f"{self.bin_path} not found")
-        self.n_tokens = self.bin_path.stat().st_size // 2
+        self.n_tokens = check_token_file(self.bin_path) // 2
         if self.n_tokens <= block_size:
             raise DataError(f"{self.bin_path} has {self.n_tokens} tokens, not more than block_size={block_size}; "
                             "use a smaller block_size or more text")

@@ -7,6 +7,7 @@ import functools
 import os
 import shutil
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -105,3 +106,14 @@ def check_compile(device_type: str) -> None:
     if device_type == "cpu" and c_compiler() is None:
         raise ConfigError("compile=True on CPU needs a C++ compiler (g++ or clang++), and none is on PATH: "
                           "install one (e.g. apt install g++) or pass --compile=False")
+
+
+def available_ram() -> int | None:
+    """MemAvailable of /proc/meminfo in bytes; None where there is no such file."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None

@@ -1,6 +1,8 @@
 """Atomic file writes: a temporary file in the same directory, then os.replace.
 
-An interrupted write never leaves a half-written file where a good one was.
+An interrupted write never leaves a half-written file where a good one was. Nothing here writes
+through a symlink: os.replace replaces a link, and `open_for_writing` replaces one at its path
+with a plain file, so a link planted in an out_dir cannot make leangpt overwrite its target.
 """
 
 from __future__ import annotations
@@ -15,6 +17,22 @@ from typing import Callable, IO
 from .errors import LeanGPTError
 
 
+TEMPORARY_PREFIX = ".leangpt-"  # only such files are leangpt's to remove when a killed write left them
+
+
+def open_for_writing(path: str | Path, mode: str = "w"):
+    """open(path, mode) in text, but a symlink at `path` is replaced by a plain file (its target
+    is left alone) instead of being followed. Modes: "w", "a", "a+"."""
+    if mode not in ("w", "a", "a+"):
+        raise ValueError(f"open_for_writing mode {mode!r}")
+    path = Path(path)
+    if path.is_symlink():
+        path.unlink()
+    flags = os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | (os.O_RDWR if "+" in mode else os.O_WRONLY)
+    flags |= os.O_APPEND if "a" in mode else os.O_TRUNC
+    return os.fdopen(os.open(path, flags, 0o666), mode, encoding="utf-8")
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -24,7 +42,7 @@ def _umask() -> int:
 def _write_temporary(path: Path, write: Callable[[IO[bytes]], None]) -> str:
     """A complete, synced temporary file beside `path`, with the mode a plain open() would give."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{TEMPORARY_PREFIX}{path.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600: others could not read a checkpoint
         with os.fdopen(fd, "wb") as f:
@@ -81,8 +99,9 @@ def directory_lock(directory: str | Path, key: str = "out_dir"):
         yield
         return
     directory = Path(directory)
+    created = not directory.exists()
     directory.mkdir(parents=True, exist_ok=True)
-    handle = open(directory / ".lock", "a+")
+    handle = open_for_writing(directory / ".lock", "a+")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -96,9 +115,14 @@ def directory_lock(directory: str | Path, key: str = "out_dir"):
         handle.truncate()
         handle.write(f"{os.getpid()}\n")
         handle.flush()
-        for stale in directory.glob(".*.tmp"):  # from writes killed mid-way; we hold the lock now
+        for stale in directory.glob(f"{TEMPORARY_PREFIX}*.tmp"):  # from writes killed mid-way; we hold the lock now
             stale.unlink(missing_ok=True)
         yield
     finally:
+        # a directory this lock made, where the run wrote nothing (it failed before its first
+        # file), goes again: a mistyped command leaves no stray out_dir holding only .lock
+        if created and [p.name for p in directory.iterdir()] == [".lock"]:
+            (directory / ".lock").unlink()
+            directory.rmdir()
         fcntl.flock(handle, fcntl.LOCK_UN)
         handle.close()

@@ -29,7 +29,7 @@ import torch
 
 from .attention import CausalSelfAttention
 from .config import TrainConfig, _require, parse_grid_args
-from .device import auto_device, resolve
+from .device import auto_device, available_ram, resolve
 from .errors import ConfigError, LeanGPTError
 from .formatting import format_bytes
 from .memtrack import FakeScalars, MemoryBreakdown, MemoryTracker
@@ -257,20 +257,10 @@ def _check_room(config: MemoryConfig, vocab_size: int) -> None:
     if runtime.device_type == "cuda":
         free = torch.cuda.mem_get_info(torch.device(runtime.device))[0]
     else:
-        free = _available_ram()
+        free = available_ram()
     if free is not None and estimate > 0.9 * free:
         raise LeanGPTError(f"measure=True needs about {format_bytes(estimate)} but {runtime.device} has "
                            f"{format_bytes(free)} free; drop --measure=True to estimate instead")
-
-
-def _available_ram() -> int | None:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
 
 
 # ------------------------------------------------------------------ output

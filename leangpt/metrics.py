@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from .errors import LeanGPTError
+from .fileio import open_for_writing
 
 
 class MetricsLogger:
@@ -13,7 +14,10 @@ class MetricsLogger:
 
     def __init__(self, out_dir: str | Path, tensorboard: bool = False, wandb_config: dict | None = None):
         self.path = Path(out_dir) / "metrics.jsonl"
-        self._file = open(self.path, "a", encoding="utf-8")
+        cut_short = _ends_mid_line(self.path)
+        self._file = open_for_writing(self.path, "a")
+        if cut_short:  # a kill mid-write left a fragment: the first new record starts its own line
+            self._file.write("\n")
         self._tb = self._wandb = None
         if tensorboard:
             try:
@@ -48,6 +52,14 @@ class MetricsLogger:
             self._wandb.finish()
 
 
+def _ends_mid_line(path: Path) -> bool:
+    if path.is_symlink() or not path.is_file() or path.stat().st_size == 0:
+        return False
+    with open(path, "rb") as f:
+        f.seek(-1, 2)
+        return f.read(1) != b"\n"
+
+
 class MetricsFollower:
     """The records another process appends to a metrics.jsonl, as they arrive (from the file's end
     when it starts: a resumed run's earlier records are not news). A line is read once complete."""
@@ -77,17 +89,35 @@ class MetricsFollower:
         return records
 
 
-def read_metrics(path: str | Path) -> list[dict]:
+def read_metrics(path: str | Path, damaged: list | None = None) -> list[dict]:
+    """The records of a metrics.jsonl. A line that is not a whole record (cut short by a kill,
+    damaged on disk, not a JSON object, or a record whose numbers are not numbers) is skipped, and
+    its line number appended to `damaged` when given."""
     records = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            line = line.strip()
-            if line:
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError:
-                    continue  # a line cut short by a kill: skip it rather than lose the run
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            line = raw.strip()
+            if not line:
+                continue
+            try:
+                record = json.loads(line.decode("utf-8"))
+            except (UnicodeDecodeError, ValueError):
+                record = None
+            if isinstance(record, dict) and _well_formed(record):
+                records.append(record)
+            elif damaged is not None:
+                damaged.append(number)
     return records
+
+
+# the fields each kind of record must carry as numbers for a reader to use it
+_NUMBERS = {"train": ("iter", "loss", "ms"), "eval": ("iter", "train_loss", "val_loss"),
+            "memory": ("params", "optimizer_state_bytes", "optimizer_state_ratio", "kv_cache_bytes_per_token")}
+
+
+def _well_formed(record: dict) -> bool:
+    number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+    return all(number(record.get(k)) for k in _NUMBERS.get(record.get("kind"), ()))
 
 
 class RunRecords:

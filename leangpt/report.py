@@ -14,6 +14,7 @@ from pathlib import Path
 from .errors import LeanGPTError
 from .fileio import atomic_write_bytes, atomic_write_json
 from .formatting import format_bytes
+from .checks import setting_notes_of
 from .metrics import read_metrics
 from .variants import VARIANTS
 
@@ -34,7 +35,8 @@ def collect_run(run_dir: Path) -> dict:
     """One run's numbers. A resumed run's metrics hold repeated iterations: the last record wins."""
     status = _read_json(run_dir / "run.json")
     config = _read_json(run_dir / "config.json")
-    records = read_metrics(run_dir / "metrics.jsonl") if (run_dir / "metrics.jsonl").is_file() else []
+    damaged: list[int] = []
+    records = read_metrics(run_dir / "metrics.jsonl", damaged) if (run_dir / "metrics.jsonl").is_file() else []
     latest = {}
     for r in records:
         latest[(r.get("kind"), r.get("iter"))] = r
@@ -43,8 +45,11 @@ def collect_run(run_dir: Path) -> dict:
     memory = next((r for (k, _), r in latest.items() if k == "memory"), {})
     step_memory = next((r for (k, _), r in latest.items() if k == "step_memory"), {})
     ends = [r for r in records if r.get("kind") == "end"]
-    row = {"name": run_dir.name, "status": status.get("status", "unknown"), "overrides": status.get("overrides", {}),
-           "error": status.get("error", ""), "config": config, "curve": [(r["iter"], r["val_loss"]) for r in evals]}
+    row = {"name": run_dir.name, "status": str(status.get("status", "unknown")), "overrides": status.get("overrides", {}),
+           "error": str(status.get("error", "")), "config": config,
+           "curve": [(r["iter"], r["val_loss"]) for r in evals], "damaged_lines": damaged}
+    if not isinstance(row["overrides"], dict):
+        row["overrides"] = {}
     if evals:
         best = min(evals, key=lambda r: r["val_loss"])
         row.update(iter=evals[-1]["iter"], train_loss=evals[-1]["train_loss"], val_loss=evals[-1]["val_loss"],
@@ -75,7 +80,11 @@ def collect(sweep_dir: Path) -> list[dict]:
     if not runs_dir.is_dir():
         raise LeanGPTError(f"{sweep_dir} is not a sweep directory (no runs/ in it)")
     plan = _read_json(sweep_dir / "sweep.json").get("runs")
-    names = [r["name"] for r in plan] if plan else sorted(p.name for p in runs_dir.iterdir() if p.is_dir())
+    listed = [r.get("name") for r in plan if isinstance(r, dict)] if isinstance(plan, list) else []
+    # only plain names of directories inside runs/: a damaged sweep.json cannot send the report elsewhere
+    names = [n for n in listed if isinstance(n, str) and n and n not in (".", "..") and "/" not in n and "\\" not in n]
+    if not names:
+        names = sorted(p.name for p in runs_dir.iterdir() if p.is_dir())
     return [collect_run(runs_dir / name) for name in names if (runs_dir / name).is_dir()]
 
 
@@ -98,6 +107,11 @@ def _markdown(sweep_dir: Path, rows: list[dict], grid_keys: list[str], plots: li
     for r in rows:
         c = r["config"]
         out += [f"## {r['name']}", "", f"Status: {r['status']}" + (f" ({r['error']})" if r["error"] else ""), ""]
+        for note in setting_notes_of(c) if c else []:
+            out += [f"- {note[0].upper()}{note[1:]}", ""]
+        if r["damaged_lines"]:
+            lines = ", ".join(str(n) for n in r["damaged_lines"][:10]) + (", ..." if len(r["damaged_lines"]) > 10 else "")
+            out += [f"- Skipped {len(r['damaged_lines'])} damaged line(s) of metrics.jsonl: {lines}", ""]
         if c:
             out += [f"- Model: {_model_settings(c)}, params={_num(r.get('params'))}",
                     f"- Training: {', '.join(f'{k}={c.get(k)}' for k in training_keys(c))}"]
@@ -271,10 +285,12 @@ def _setting(row: dict, key: str):
 
 
 def _read_json(path: Path) -> dict:
+    """A JSON object from a file, or {} for a missing, unreadable or non-object one."""
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
         return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _num(n) -> str:

@@ -11,14 +11,15 @@ import torch
 from . import checkpoint
 from .config import SampleConfig
 from .errors import LeanGPTError
-from .data import CharTokenizer, DataError
+from .data import CharTokenizer, DataError, check_meta
 from .device import check_compile, resolve
 
 
 def tokenizer_for(ckpt: dict, data_dir: str) -> CharTokenizer:
     """The checkpoint's own vocabulary, else the meta.pkl of the dataset it was trained on."""
     if "meta" in ckpt:
-        return CharTokenizer(ckpt["meta"]["stoi"], ckpt["meta"]["itos"])
+        meta = check_meta(ckpt["meta"], "the checkpoint's vocabulary (meta)")
+        return CharTokenizer(meta["stoi"], meta["itos"])
     dataset = (ckpt.get("config") or {}).get("dataset")
     if not dataset:
         raise DataError("the checkpoint names no dataset, so its vocabulary is unknown")
@@ -45,6 +46,9 @@ def sample(config: SampleConfig, out=print, info=lambda line: print(line, file=s
     model = checkpoint.load_model(ckpt, ckpt_path, dropout=0.0)
     tokenizer = tokenizer_for(ckpt, config.data_dir)
     del ckpt
+    if len(tokenizer.itos) < model.config.vocab_size:  # an id the model emits would not decode
+        raise DataError(f"the model has {model.config.vocab_size} token ids but its vocabulary (meta.pkl) only "
+                        f"{len(tokenizer.itos)}: give the data_dir of the dataset it was trained on")
     model.eval().to(runtime.device)
     if config.compile:
         check_compile(runtime.device_type)

@@ -17,13 +17,18 @@ def _no_phase(name: str) -> None:
 
 
 def forward_backward(model, next_batch, grad_accum: int, runtime, scaler, ddp: bool = False,
-                     phase=_no_phase, optimizer=None, grad_clip: float = 0.0) -> torch.Tensor:
+                     phase=_no_phase, optimizer=None, grad_clip: float = 0.0,
+                     should_stop=lambda: False) -> torch.Tensor | None:
     """Accumulate the gradients of `grad_accum` micro-batches; return the summed (scaled) loss.
-    With an optimizer that steps inside the backward pass, that pass also updates the weights."""
+    With an optimizer that steps inside the backward pass, that pass also updates the weights.
+    `should_stop()` is asked between micro-batches (a stop then waits for one micro-batch, not a
+    whole step); when it says yes, the gradients so far are left to the caller and None returned."""
     if isinstance(optimizer, StepInBackward):
         return _forward_backward_stepping(model, next_batch(), runtime, optimizer, grad_clip, phase)
     loss_sum = torch.zeros((), device=runtime.device)
     for micro_step in range(grad_accum):
+        if micro_step > 0 and should_stop():
+            return None
         if ddp:  # all-reduce the gradients only once, after the last micro-batch
             model.require_backward_grad_sync = micro_step == grad_accum - 1
         x, y = (t.to(runtime.device, non_blocking=True) for t in next_batch())

@@ -5,27 +5,33 @@
 A config file may hold, besides training keys, `grid = {"key": [values]}` (crossed) and
 `variants = [{"key": value, ...}, ...]` (runs that set several keys together, such as an
 optimizer with its tuned learning rate); the runs are variants x grid. Each run trains in its
-own process, from a config file written into its directory (runs/NAME/run_config.py, runnable
-by hand with train.py), so that a crash ends one run, not the sweep. Re-running the same command
-skips finished runs and resumes an interrupted one from its checkpoint.
+own process, so that a crash ends one run, not the sweep, from its settings as data
+(runs/NAME/run_config.json); runs/NAME/run_config.py holds the same settings for people to read
+and rerun by hand, and the sweep never executes it. Re-running the same command skips finished
+runs and resumes every other run that has a checkpoint, however it ended (an interruption, the
+OOM killer), refusing one whose settings changed. SIGTERM or Ctrl-C to the sweep is passed on to
+the running trainer, which checkpoints before the sweep stops.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import math
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from .config import SampleConfig, TrainConfig, parse_grid_args, read_config_file
+from .checks import setting_notes
+from .config import SampleConfig, TrainConfig, parse_grid_args
 from .errors import ConfigError, LeanGPTError
-from .fileio import atomic_write_bytes, atomic_write_json, directory_lock
+from .fileio import atomic_write_bytes, atomic_write_json, directory_lock, open_for_writing
 from .formatting import format_duration
 from .metrics import MetricsFollower
 
@@ -86,20 +92,30 @@ def _literal(value) -> str:
     return repr(value)
 
 
-def write_run_config(config: TrainConfig, path: Path) -> None:
-    lines = ["# written by leangpt sweep; rerun this one run with: python train.py " + str(path)]
-    lines += [f"{f.name} = {_literal(getattr(config, f.name))}" for f in dataclasses.fields(config)]
-    atomic_write_bytes(path, ("\n".join(lines) + "\n").encode("utf-8"))
+def write_run_config(config: TrainConfig, directory: Path) -> Path:
+    """The run's settings as data (run_config.json, what the sweep's trainer reads) and as a
+    config file for people (run_config.py). Returns the JSON file's path."""
+    settings = dataclasses.asdict(config)
+    lines = ["# written by leangpt sweep (which reads run_config.json, never this file); rerun this one run "
+             f"with: python train.py {directory / 'run_config.py'}"]
+    lines += [f"{k} = {_literal(v)}" for k, v in settings.items()]
+    atomic_write_bytes(directory / "run_config.py", ("\n".join(lines) + "\n").encode("utf-8"))
+    atomic_write_json(directory / "run_config.json", settings)
+    return directory / "run_config.json"
 
 
-def _finished_with_other_settings(run: Run) -> list[str]:
-    """Keys whose value in a finished run's run_config.py differs from what the sweep asks now."""
+def _trained_with_other_settings(run: Run) -> list[str]:
+    """Keys whose value in the run's own settings (as it trained them) differs from what the sweep
+    asks now; the sweep's paths (out_dir: a copied or moved sweep directory) are not settings."""
     try:
-        trained = read_config_file(str(run.dir / "run_config.py"))
-    except ConfigError:
+        trained = json.loads((run.dir / "run_config.json").read_text())
+    except (OSError, ValueError):
+        return []
+    if not isinstance(trained, dict):
         return []
     asked = dataclasses.asdict(run.config)
-    return [f"{k} {trained[k]!r} -> {asked[k]!r}" for k in asked if k in trained and trained[k] != asked[k]]
+    return [f"{k} {trained[k]!r} -> {asked[k]!r}" for k in asked
+            if k in trained and k not in SWEEP_OWNED and trained[k] != asked[k]]
 
 
 def read_status(run: Run) -> dict:
@@ -155,15 +171,15 @@ class Progress:
 def execute(run: Run, index: int, progress: Progress) -> str:
     """Train one run in a child process; returns its final status."""
     run.dir.mkdir(parents=True, exist_ok=True)
-    status = read_status(run)
-    resume = (run.dir / "ckpt.pt").is_file() and status.get("status") in ("running", "interrupted")
+    resume = can_resume(run)
     if not resume:  # a fresh start: drop any half-written metrics of an earlier attempt
         (run.dir / "metrics.jsonl").unlink(missing_ok=True)
-    config_path = run.dir / "run_config.py"
-    write_run_config(run.config, config_path)
+    config_path = write_run_config(run.config, run.dir)
     atomic_write_json(run.dir / "run.json", {"status": "running", "overrides": run.overrides, "started": time.time()})
     cmd = [sys.executable, "-m", "leangpt", "train", str(config_path)] + (["--init_from=resume"] if resume else [])
     progress.line(f"[{index}/{progress.total}] {run.name}: {'resuming' if resume else 'training'}")
+    for note in setting_notes(run.config):
+        progress.line(f"    {note}")
     run_started = time.time()
     code = _follow(run, cmd, index, progress)
     progress.iters_left -= run.config.max_iters
@@ -185,31 +201,62 @@ def execute(run: Run, index: int, progress: Progress) -> str:
     return final["status"]
 
 
+def can_resume(run: Run) -> bool:
+    """A run that did not finish resumes from its checkpoint, whatever ended it."""
+    return (run.dir / "ckpt.pt").is_file() and read_status(run).get("status") != "finished"
+
+
 POLL_SECONDS = 0.2
+
+
+@contextlib.contextmanager
+def forwarding_signals(child: subprocess.Popen):
+    """SIGINT and SIGTERM to the sweep go to the trainer, once each: the trainer runs in its own
+    process group (a terminal's Ctrl-C would otherwise reach it twice, and a second signal stops
+    it without a checkpoint), checkpoints, and the sweep then stops as interrupted."""
+    def forward(signum, frame):
+        if child.poll() is None:
+            child.send_signal(signum)
+    try:
+        previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def _follow(run: Run, cmd: list[str], index: int, progress: Progress) -> int:
     """Run the trainer with its console output in the run's log files, following the records it
     appends to metrics.jsonl for the progress line; returns its exit status."""
     follower = MetricsFollower(run.dir / "metrics.jsonl")
+    with open_for_writing(run.dir / "stdout.log") as out, open_for_writing(run.dir / "stderr.log") as err:
+        child = subprocess.Popen(cmd, stdout=out, stderr=err, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                                 start_new_session=True)
+        with forwarding_signals(child):
+            return _poll(child, follower, run, index, progress)
+
+
+def _poll(child, follower: MetricsFollower, run: Run, index: int, progress: Progress) -> int:
     run_started, last_it = time.time(), None
-    with open(run.dir / "stdout.log", "w") as out, open(run.dir / "stderr.log", "w") as err:
-        child = subprocess.Popen(cmd, stdout=out, stderr=err, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        while True:
-            code = child.poll()
-            for record in follower.new_records():
-                if record.get("kind") == "train":
-                    it = record["iter"] + 1
-                    progress.advance(it - (it - 1 if last_it is None else last_it))
-                    last_it = it
-                    progress.update(index, run.name, it, run.config.max_iters)
-                elif record.get("kind") == "eval" and not progress.tty:
-                    progress.line(f"    step {record['iter']}: train loss {record['train_loss']:.4f}, val loss "
-                                  f"{record['val_loss']:.4f}  [run {format_duration(time.time() - run_started)}, "
-                                  f"sweep ETA {progress.eta(last_it or 0)}]")
-            if code is not None:
-                return code
-            time.sleep(POLL_SECONDS)
+    while True:
+        code = child.poll()
+        for record in follower.new_records():
+            if record.get("kind") == "train":
+                it = record["iter"] + 1
+                progress.advance(it - (it - 1 if last_it is None else last_it))
+                last_it = it
+                progress.update(index, run.name, it, run.config.max_iters)
+            elif record.get("kind") == "eval" and not progress.tty:
+                progress.line(f"    step {record['iter']}: train loss {record['train_loss']:.4f}, val loss "
+                              f"{record['val_loss']:.4f}  [run {format_duration(time.time() - run_started)}, "
+                              f"sweep ETA {progress.eta(last_it or 0)}]")
+        if code is not None:
+            return code
+        time.sleep(POLL_SECONDS)
 
 
 def write_sample(run: Run, max_new_tokens: int = 300) -> None:
@@ -219,7 +266,8 @@ def write_sample(run: Run, max_new_tokens: int = 300) -> None:
                           start="\n", device="cpu" if run.config.device == "auto" else run.config.device,
                           data_dir=run.config.data_dir)
     text = sample(config, out=lambda _: None, info=lambda _: None)[0]
-    (run.dir / "sample.txt").write_text(text)
+    with open_for_writing(run.dir / "sample.txt") as f:
+        f.write(text)
 
 
 def sweep(argv: list[str]) -> Path:
@@ -235,9 +283,12 @@ def _run_sweep(argv: list[str], runs: list[Run], base: TrainConfig, sweep_dir: P
     progress = Progress(len(runs))
     todo = [r for r in runs if read_status(r).get("status") != "finished"]
     for r in runs:
-        if r not in todo and (changed := _finished_with_other_settings(r)):
+        if r not in todo and (changed := _trained_with_other_settings(r)):
             raise ConfigError(f"run {r.name} finished with other settings ({', '.join(changed[:4])}); use another "
                               f"--sweep_dir, or delete {r.dir} to train it again")
+        if r in todo and can_resume(r) and (changed := _trained_with_other_settings(r)):
+            raise ConfigError(f"run {r.name} was interrupted with other settings ({', '.join(changed[:4])}); "
+                              f"rerun it with those, use another --sweep_dir, or delete {r.dir} to train it again")
     progress.line(f"sweep {sweep_dir}: {len(runs)} runs, {len(runs) - len(todo)} already finished")
     progress.iters_left = sum(r.config.max_iters for r in todo)
     for index, run in enumerate(runs, start=1):

@@ -15,6 +15,7 @@ import math
 import signal
 import statistics
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,9 +24,9 @@ import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from . import checkpoint
-from .checks import other_configuration, resume_changes, tuned_lr_hint
+from .checks import other_configuration, resume_changes, setting_notes
 from .config import TrainConfig
-from .data import BatchSampler, dataset_paths, load_meta
+from .data import BatchSampler, check_dataset, dataset_paths, load_meta
 from .device import Runtime, check_compile, resolve
 from .distributed import Distributed, is_communication_error, setup_distributed
 from .errors import ConfigError
@@ -71,6 +72,7 @@ class Trainer:
     tracked_iter: int = -1  # the iteration whose step runs under the memory tracker
     step_ms: list[float] = dataclasses.field(default_factory=list)
     started: float = 0.0
+    compiling: threading.Event = dataclasses.field(default_factory=threading.Event)  # set once the first step is done
 
     @property
     def out_dir(self) -> Path:
@@ -83,21 +85,28 @@ class Trainer:
 
 # ----------------------------------------------------------------------------- the loop
 
-def run_loop(t: Trainer) -> dict:
+def run_loop(t: Trainer, stop: dict) -> dict:
     state, config = t.state, t.config
     t.started, status = time.time(), "finished"
     if state.iter_num >= config.max_iters and not config.eval_only:
         t.log(f"the checkpoint is at iter {state.iter_num}, not before max_iters={config.max_iters}: nothing to train")
-    with stop_on_signals() as stop:
+    with _until_done(t.compiling):
         while True:
-            if evaluation_due(t):
-                evaluate_and_checkpoint(t)
+            if evaluation_due(t) and not evaluate_and_checkpoint(t, stop):
+                status = interrupt(t)
+                break
             if state.iter_num >= config.max_iters or config.eval_only:
                 break
 
             lr = set_learning_rate(state.optimizer, get_lr(state.iter_num, config))
             t0 = time.perf_counter()
-            loss, step_memory = train_step(t, stop, track=state.iter_num == t.tracked_iter)
+            step = train_step(t, stop, track=state.iter_num == t.tracked_iter)
+            if step is None:  # stopped between micro-batches: the iteration is undone
+                status = interrupt(t)
+                break
+            loss, step_memory, stopping = step
+            stop["at_once"] = False
+            t.compiling.set()  # the first step is done: whatever it compiled is compiled
             dt_ms = (time.perf_counter() - t0) * 1000
             state.iter_num += 1
             t.step_ms.append(dt_ms)
@@ -108,16 +117,41 @@ def run_loop(t: Trainer) -> dict:
                 report_step_memory(t, step_memory)
             if (state.iter_num - 1) % config.log_interval == 0:
                 log_iteration(t, loss, lr, dt_ms)
-            if stop["requested"]:
-                save(state, config, t.dist, t.out_dir / "ckpt.pt", eval_done=False)
-                t.log(f"interrupted at iter {state.iter_num}: checkpoint written to {t.out_dir / 'ckpt.pt'}; "
-                      "continue with --init_from=resume")
-                status = "interrupted"
+            # under torchrun only the value all ranks agreed on counts, never this rank's flag read again
+            if stopping or (not t.dist.enabled and stop["requested"]):
+                status = interrupt(t)
                 break
     return finish(t, status)
 
 
+@contextmanager
+def _until_done(event: threading.Event):
+    """Sets `event` however the block ends (it stops the compile heartbeat)."""
+    try:
+        yield
+    finally:
+        event.set()
+
+
 # ----------------------------------------------------------------------------- the loop's steps
+
+def interrupt(t: Trainer) -> str:
+    """Checkpoint the state as of the last whole iteration and say how to continue."""
+    save(t.state, t.config, t.dist, t.out_dir / "ckpt.pt", eval_done=False)
+    t.log(f"interrupted at iter {t.state.iter_num}: checkpoint written to {t.out_dir / 'ckpt.pt'}; "
+          "continue with --init_from=resume")
+    return "interrupted"
+
+
+def stop_agreed(t: Trainer, stop: dict) -> bool:
+    """Whether to stop now. Under torchrun the ranks agree in one all-reduce, so that a signal
+    reaching one rank a moment later than another cannot send them into different collectives."""
+    if not t.dist.enabled:
+        return stop["requested"]
+    flag = torch.tensor([float(stop["requested"])], dtype=torch.float64, device=t.runtime.device)
+    torch.distributed.all_reduce(flag)
+    return flag.item() > 0
+
 
 def evaluation_due(t: Trainer) -> bool:
     it, config = t.state.iter_num, t.config
@@ -125,11 +159,19 @@ def evaluation_due(t: Trainer) -> bool:
     return due and it != t.state.evaluated_at
 
 
-def evaluate_and_checkpoint(t: Trainer) -> None:
-    """nanoGPT's evaluation: both splits' mean loss; a checkpoint when it improved (or always)."""
+def evaluate_and_checkpoint(t: Trainer, stop: dict) -> bool:
+    """nanoGPT's evaluation: both splits' mean loss; a checkpoint when it improved (or always).
+    Returns False when a stop was asked for during it: the evaluation is then dropped unfinished
+    (its samplers rewound), so the stop waits for one batch, not for the whole evaluation."""
     state, config = t.state, t.config
     samplers = {"train": state.samplers["eval_train"], "val": state.samplers["eval_val"]}
-    losses = estimate_loss(t.model, samplers, config.eval_iters, t.runtime, t.dist)
+    before = {name: s.state_dict() for name, s in samplers.items()}
+    losses = estimate_loss(t.model, samplers, config.eval_iters, t.runtime, t.dist,
+                           should_stop=lambda: stop_agreed(t, stop))
+    if losses is None:
+        for name, s in samplers.items():
+            s.load_state_dict(before[name])
+        return False
     t.log(f"step {state.iter_num}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
     if not (math.isfinite(losses["train"]) and math.isfinite(losses["val"])):
         raise TrainingError(f"the evaluation at iter {state.iter_num} gave a non-finite loss; training stopped "
@@ -143,21 +185,29 @@ def evaluate_and_checkpoint(t: Trainer) -> None:
         save(state, config, t.dist, t.out_dir / "ckpt.pt", eval_done=True)
         if improved:
             save(state, config, t.dist, t.out_dir / "best.pt", eval_done=True)
+    return True
 
 
 @torch.no_grad()
-def estimate_loss(model, samplers: dict[str, BatchSampler], eval_iters: int, runtime, dist: Distributed) -> dict:
+def estimate_loss(model, samplers: dict[str, BatchSampler], eval_iters: int, runtime, dist: Distributed,
+                  should_stop=lambda: False) -> dict | None:
+    """Each split's mean loss over `eval_iters` batches, or None when `should_stop()` (asked
+    before every batch) says to stop."""
     model.eval()
     out = {}
-    for split, sampler in samplers.items():
-        total = 0.0
-        for _ in range(eval_iters):
-            x, y = (t.to(runtime.device) for t in sampler.next_batch())
-            with runtime.autocast():
-                _, loss = model(x, y)
-            total += loss.item()
-        out[split] = dist.mean(total / eval_iters, runtime.device)
-    model.train()
+    try:
+        for split, sampler in samplers.items():
+            total = 0.0
+            for _ in range(eval_iters):
+                if should_stop():
+                    return None
+                x, y = (t.to(runtime.device) for t in sampler.next_batch())
+                with runtime.autocast():
+                    _, loss = model(x, y)
+                total += loss.item()
+            out[split] = dist.mean(total / eval_iters, runtime.device)
+    finally:
+        model.train()
     return out
 
 
@@ -171,27 +221,38 @@ def set_learning_rate(optimizer, lr: float) -> float:
 
 
 def train_step(t: Trainer, stop: dict, track: bool = False):
-    """One optimizer step; every rank agrees on the loss and on whether to stop. Returns the loss
-    and, with `track`, the step's memory breakdown (else None)."""
+    """One optimizer step; every rank agrees on the loss and on whether to stop. Returns the loss,
+    with `track` the step's memory breakdown (else None), and whether to stop after this step;
+    or None when a stop was asked for between micro-batches: the step is then undone (gradients
+    dropped, data samplers and RNG rewound), so the checkpoint is the one of the step before."""
     state = t.state
     optimizer = state.optimizer.optim if t.config.zero else state.optimizer  # ZeRO: this rank's share
     tracker = MemoryTracker(list(state.model.parameters()), optimizer) if track else None
+    sampler = state.samplers["train"]
+    # only a step of several micro-batches can stop halfway; it is rewound from this
+    before = (sampler.state_dict(), checkpoint.rng_state()) if t.grad_accum > 1 else None
     with tracker or contextlib.nullcontext():
         phase = tracker.phase if tracker else (lambda _: None)
-        loss = forward_backward(t.model, state.samplers["train"].next_batch, t.grad_accum, t.runtime, t.scaler,
+        loss = forward_backward(t.model, sampler.next_batch, t.grad_accum, t.runtime, t.scaler,
                                 ddp=t.dist.enabled, phase=phase, optimizer=state.optimizer,
-                                grad_clip=t.config.grad_clip).item()
+                                grad_clip=t.config.grad_clip, should_stop=lambda: stop_agreed(t, stop))
+        if loss is None:
+            state.optimizer.zero_grad(set_to_none=True)
+            sampler.load_state_dict(before[0])
+            checkpoint.set_rng_state(before[1])
+            return None
+        loss, stopping = loss.item(), stop["requested"]
         if t.dist.enabled:  # one collective: every rank must agree to stop, for a fault or Ctrl-C
-            flags = torch.tensor([loss, float(stop["requested"])], dtype=torch.float64, device=t.runtime.device)
+            flags = torch.tensor([loss, float(stopping)], dtype=torch.float64, device=t.runtime.device)
             torch.distributed.all_reduce(flags)
-            loss, stop["requested"] = flags[0].item() / t.dist.world_size, flags[1].item() > 0
+            loss, stopping = flags[0].item() / t.dist.world_size, flags[1].item() > 0
         if not math.isfinite(loss):
             state.optimizer.zero_grad(set_to_none=True)
             raise TrainingError(f"loss is {loss} at iter {state.iter_num}; training stopped "
                                 f"(the last checkpoint in {t.out_dir} is intact)")
         optimizer_update(t.model, state.optimizer, t.scaler, t.config.grad_clip, phase=phase)
         phase("done")
-    return loss, tracker.breakdown() if tracker else None
+    return loss, tracker.breakdown() if tracker else None, stopping
 
 
 def report_optimizer_state(t: Trainer) -> None:
@@ -249,11 +310,13 @@ def max_rss_bytes() -> int:
 @contextmanager
 def stop_on_signals():
     """The first Ctrl-C or SIGTERM (Slurm preemption, `docker stop`, `timeout`) asks the loop to
-    checkpoint and stop; a second one stops at once."""
-    state = {"requested": False}
+    checkpoint and stop; a second one stops at once. Until the first step is done (`at_once`: while
+    torch.compile compiles, which can take many minutes on a CPU) the first one stops at once too:
+    nothing has been trained that a checkpoint would keep."""
+    state = {"requested": False, "at_once": True}
 
     def handler(signum, frame):
-        if state["requested"]:
+        if state["requested"] or state["at_once"]:
             raise KeyboardInterrupt
         state["requested"] = True
 
@@ -277,8 +340,8 @@ def train(config: TrainConfig, log=print) -> dict:
     dist, device = setup_distributed(config)
     try:
         # rank 0 alone writes out_dir, so it alone holds the lock
-        with directory_lock(config.out_dir) if dist.master else contextlib.nullcontext():
-            result = run_loop(setup(config, dist, device, log if dist.master else (lambda *_: None)))
+        with directory_lock(config.out_dir) if dist.master else contextlib.nullcontext(), stop_on_signals() as stop:
+            result = run_loop(setup(config, dist, device, log if dist.master else (lambda *_: None)), stop)
         if dist.enabled:  # no rank tears its connections down while another still works (gloo aborts)
             torch.distributed.barrier()
         return result
@@ -304,9 +367,12 @@ def setup(config: TrainConfig, dist: Distributed, device: str, log) -> Trainer:
     grad_accum = _micro_batches_per_rank(config, dist)
     paths = dataset_paths(config.data_dir, config.dataset)
     meta = load_meta(paths["meta"])
+    check_dataset(paths, meta)
     torch.manual_seed(config.seed + dist.rank)
 
     load_variant(config.optimizer_variant)  # a missing library fails here, before any work
+    if config.init_from == "scratch":  # the data can refuse a block_size at once, before a model that size is built
+        new_samplers(paths, config, dist.rank, dist.world_size, meta["vocab_size"])
     ckpt_path = Path(config.out_dir) / "ckpt.pt"
     ckpt = checkpoint.load(ckpt_path) if config.init_from == "resume" else None
     model, config = build_model(config, ckpt, ckpt_path, meta, log)
@@ -324,7 +390,9 @@ def setup(config: TrainConfig, dist: Distributed, device: str, log) -> Trainer:
     model.loss_chunk_size = config.loss_chunk_size if config.chunked_loss else 0
     step_model = model
     if config.compile:
-        log("compiling the model... (takes a while the first time)")
+        log("compiling the model... (takes a while the first time)" + (
+            "; on a CPU that can be many minutes before the first step, and nanoGPT's own advice for CPUs is "
+            "--compile=False (Ctrl-C stops at once until the first step is done)" if runtime.device_type == "cpu" else ""))
         step_model = torch.compile(model)
     if dist.enabled:
         # the gradients are views into DDP's all-reduce buckets: no second gradient-sized buffer
@@ -336,7 +404,20 @@ def setup(config: TrainConfig, dist: Distributed, device: str, log) -> Trainer:
     log(f"number of parameters: {model.num_params() / 1e6:.2f}M; tokens per iteration: {t.tokens_per_iter:,}; "
         f"device {runtime.device}, dtype {runtime.dtype}, optimizer {config.optimizer_variant}")
     t.tracked_iter = _tracked_iteration(config, state.iter_num, log)
+    if config.compile:
+        heartbeat(t.compiling, log, "still compiling (the first evaluation and step wait for it)")
     return t
+
+
+def heartbeat(done: threading.Event, log, what: str, every_s: float = 30.0) -> None:
+    """A line every `every_s` seconds until `done` is set, so a long silent wait shows it is alive."""
+    started = time.time()
+
+    def beat():
+        while not done.wait(every_s):
+            log(f"{what}: {format_duration(time.time() - started)} so far")
+
+    threading.Thread(target=beat, daemon=True, name="leangpt-heartbeat").start()
 
 
 def _check_in_backward(dist: Distributed, runtime: Runtime) -> None:
@@ -360,8 +441,8 @@ def _micro_batches_per_rank(config: TrainConfig, dist: Distributed) -> int:
 
 def _log_setting_notes(config: TrainConfig, ckpt: dict | None, dist: Distributed, log) -> None:
     """One line for each setting worth a second look before the run starts."""
-    if tuned_lr_hint(config):
-        log(tuned_lr_hint(config))
+    for note in setting_notes(config):
+        log(note)
     if config.decay_lr and config.lr_decay_iters <= config.warmup_iters:
         log(f"note: lr_decay_iters={config.lr_decay_iters} <= warmup_iters={config.warmup_iters}: the learning rate "
             f"warms up for {config.warmup_iters} iterations, then stays at min_lr (as in nanoGPT)")

@@ -15,6 +15,7 @@ import torch
 from . import checkpoint
 from .checkpoint import CheckpointError
 from .data import BatchSampler
+from .device import available_ram
 from .errors import LeanGPTError
 from .model import ARCHITECTURE_KEYS, GPT, model_config_from
 from .optim import optimizer_spec
@@ -52,7 +53,7 @@ def build_model(config, ckpt: dict | None, ckpt_path: Path, meta: dict, log):
     the model and the config with the architecture it has."""
     vocab_size = meta["vocab_size"]
     if ckpt is None:
-        return GPT(model_config_from(config, vocab_size)), config
+        return _allocate(model_config_from(config, vocab_size)), config
     saved = checkpoint.model_config(ckpt, ckpt_path)
     if saved.vocab_size != vocab_size:
         raise CheckpointError(f"{ckpt_path} has vocab_size={saved.vocab_size} but dataset "
@@ -68,6 +69,25 @@ def build_model(config, ckpt: dict | None, ckpt_path: Path, meta: dict, log):
         log("resuming with the checkpoint's architecture: " + ", ".join(f"{k}={getattr(saved, k)}" for k in changed))
     config = dataclasses.replace(config, **{k: getattr(saved, k) for k in keys})
     return checkpoint.load_model(ckpt, ckpt_path, dropout=config.dropout, attn_impl=config.attn_impl), config
+
+
+def _allocate(model_config) -> GPT:
+    """The model, or one clear line when its weights cannot fit in memory (checked before
+    allocating: past the RAM, Linux may hand out the pages and kill the process while it fills them)."""
+    c = model_config
+    approx = 12 * c.n_layer * c.n_embd ** 2 + (c.vocab_size + c.block_size) * c.n_embd
+    too_large = TrainingError(f"the model does not fit in memory: about {approx / 1e6:,.0f}M parameters "
+                              f"({approx * 4 / 2**30:,.1f} GiB in float32) for n_layer={c.n_layer}, "
+                              f"n_embd={c.n_embd}; use a smaller model (leangpt memory estimates what a size needs)")
+    free = available_ram()
+    if free is not None and approx * 4 > free:
+        raise too_large
+    try:
+        return GPT(model_config)
+    except (RuntimeError, MemoryError) as exc:  # torch.OutOfMemoryError is a RuntimeError
+        if not isinstance(exc, (MemoryError, torch.OutOfMemoryError)) and "alloc" not in str(exc).lower():
+            raise
+        raise too_large from None
 
 
 def restore(state: TrainState, ckpt: dict, path: Path, config, rank: int, world_size: int, log) -> None:

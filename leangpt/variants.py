@@ -24,11 +24,12 @@ from typing import Any, Callable, Literal, Optional
 RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "unit": (lambda v: 0.0 <= v < 1.0, "must be in [0, 1)"),
     "closed_unit": (lambda v: 0.0 <= v <= 1.0, "must be in [0, 1]"),
-    "positive": (lambda v: v > 0, "must be > 0"),
+    "positive": (lambda v: math.isfinite(v) and v > 0, "must be a finite number > 0"),
     "finite_positive": (lambda v: math.isfinite(v) and v > 0, "must be a finite number > 0"),
-    "nonnegative": (lambda v: v >= 0, "must be >= 0"),
+    "nonnegative": (lambda v: math.isfinite(v) and v >= 0, "must be a finite number >= 0"),
     "negative": (lambda v: v < 0, "must be < 0"),
     "count": (lambda v: v >= 1, "must be >= 1"),
+    "ns_steps": (lambda v: 1 <= v < 100, "must be from 1 to 99 (torch's Muon takes fewer than 100)"),
 }
 
 
@@ -105,7 +106,7 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
     Variant("muon", "leangpt.optim.muon:spec", "torch.optim.Muon + AdamW", 5e-3, ADAMW, (
         Key("muon_momentum", float, 0.95, "unit"),
         Key("muon_nesterov", bool, True),
-        Key("muon_ns_steps", int, 5, "count"),  # Newton-Schulz iterations
+        Key("muon_ns_steps", int, 5, "ns_steps"),  # Newton-Schulz iterations
         # leangpt's default: one lr serves the Muon and the AdamW parts
         Key("muon_adjust_lr_fn", Literal["match_rms_adamw", "original"], "match_rms_adamw"),
     ), requires="leangpt.optim.muon:require_muon"),

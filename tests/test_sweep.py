@@ -184,8 +184,10 @@ def test_infinite_values_round_trip_and_long_values_give_short_names(base_file, 
     from leangpt.config import TrainConfig, parse_config
     from leangpt.sweep import run_name, write_run_config
     config = TrainConfig(grad_clip=float("inf"))
-    write_run_config(config, tmp_path / "run_config.py")
-    assert parse_config(TrainConfig, [str(tmp_path / "run_config.py")]).grad_clip == float("inf")
+    written = write_run_config(config, tmp_path)
+    assert written == tmp_path / "run_config.json"
+    for name in ("run_config.json", "run_config.py"):  # what the sweep reads, and what people read
+        assert parse_config(TrainConfig, [str(tmp_path / name)]).grad_clip == float("inf")
     name = run_name({"wandb_run_name": "x" * 400})
     assert len(name) <= 100 and name != run_name({"wandb_run_name": "x" * 399})
 
