@@ -2,7 +2,7 @@
 real steps on this machine's CPU with a memory-reduced optimizer and the memory stack, beside what
 AdamW without the stack would need.
 
-    python bench/stack_demo.py [--variants=adafactor,adamsn] [--iters=3] [--out=docs]
+    python bench/stack_demo.py [--variants=adafactor,adamsn] [--iters=3] [--out=docs] [--lr_VARIANT=LR]
 
 Needs the prepared tinyshakespeare (python data/shakespeare_char/prepare.py): its character ids are
 trained as ids of a 50304-token vocabulary (a scratch dataset whose meta.pkl has 50304 entries), so
@@ -11,7 +11,8 @@ the script prints the estimate and runs `leangpt memory --measure=True`, which m
 allocating. For each variant, in fresh processes: `leangpt memory --measure=True` with the stack
 (the tracker's peak of one steady-state step, by category), then `train.py` for `--iters` iterations
 (its losses and the process's max RSS from metrics.jsonl). Writes OUT/stack_demo.md and
-OUT/stack_demo.json.
+OUT/stack_demo.json; the variants of an earlier OUT/stack_demo.json that this run does not train
+are kept in both.
 """
 
 from __future__ import annotations
@@ -33,9 +34,10 @@ from leangpt.metrics import read_metrics  # noqa: E402
 
 VOCAB = 50304
 SHAPE = ["--n_layer=48", "--n_head=25", "--n_embd=1600", "--block_size=1024", "--batch_size=1",
-         "--gradient_accumulation_steps=1", "--dropout=0.0", "--device=cpu", "--dtype=float32", "--compile=False"]
+         "--gradient_accumulation_steps=1", "--dropout=0.0", "--device=cpu", "--dtype=float32", "--compile=False",
+         "--grad_clip=0.0"]  # exact clipping would double each step's time (a measuring pass), not its peak
 STACK = ["--activation_checkpointing=True", "--chunked_loss=True", "--optimizer_in_backward=True"]
-# a few steps from scratch: no warmup, a constant rate near each variant's usual one at this size
+# a few steps from scratch, warming up to a rate near each variant's usual one at this size
 LEARNING_RATE = {"adafactor": 1e-2, "adamsn": 1e-3, "adamw": 6e-4, "adamsnsm": 1e-3}
 CATEGORIES = ("params", "grads", "optimizer_state", "activations", "temporaries")
 
@@ -76,7 +78,10 @@ def train_row(variant: str, data_dir: Path, iters: int) -> dict:
     done = subprocess.run([sys.executable, "train.py", "config/train_shakespeare_char.py", *SHAPE, *STACK,
                            f"--data_dir={data_dir}", "--dataset=gpt2_vocab_chars", f"--out_dir={out}",
                            f"--optimizer_variant={variant}", f"--learning_rate={LEARNING_RATE[variant]}",
-                           "--decay_lr=False", "--warmup_iters=0", f"--max_iters={iters}",
+                           # a linear warmup over the run: without it the first steps of a model
+                           # this size overshoot (the loss falls, then comes back)
+                           f"--warmup_iters={iters}", f"--lr_decay_iters={10 * iters}",
+                           f"--min_lr={LEARNING_RATE[variant] / 10}", f"--max_iters={iters}",
                            f"--eval_interval={iters}", "--eval_iters=2", "--log_interval=1"],
                           cwd=ROOT, capture_output=True, text=True)
     if done.returncode != 0:
@@ -99,7 +104,11 @@ def main(argv: list[str]) -> None:
     opts = dict(a[2:].split("=", 1) for a in argv if a.startswith("--") and "=" in a)
     variants = opts.get("variants", "adafactor,adamsn").split(",")
     iters, out_dir = int(opts.get("iters", 3)), Path(opts.get("out", "docs"))
-    result: dict = {"adamw_plain_estimate": memory_row("adamw", [], measure=False)}
+    for variant in variants:
+        LEARNING_RATE[variant] = float(opts.get(f"lr_{variant}", LEARNING_RATE[variant]))
+    earlier = json.loads((out_dir / "stack_demo.json").read_text()) if (out_dir / "stack_demo.json").is_file() else {}
+    kept = [v for v, row in earlier.items() if v not in variants and isinstance(row, dict) and "training" in row]
+    result: dict = {**{v: earlier[v] for v in kept}, "adamw_plain_estimate": memory_row("adamw", [], measure=False)}
     started = time.time()
     result["adamw_plain_measure"] = memory_row("adamw", [], measure=True)
     result["adamw_plain_measure"].update(seconds=round(time.time() - started, 1),
@@ -110,19 +119,24 @@ def main(argv: list[str]) -> None:
         for variant in variants:
             result[variant] = {"estimate": memory_row(variant, STACK, measure=False),
                                "measured": memory_row(variant, STACK, measure=True),
-                               "training": train_row(variant, data_dir, iters)}
+                               "training": train_row(variant, data_dir, iters),
+                               "learning_rate": LEARNING_RATE[variant], "iters": iters,
+                               "schedule": f"linear warmup over the {iters} iterations"}
             print(variant, json.dumps(result[variant], indent=1), flush=True)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "stack_demo.json").write_text(json.dumps(result, indent=1) + "\n")
-    (out_dir / "stack_demo.md").write_text(markdown(result, variants, iters))
+            done = kept + [v for v in variants if v in result]
+            result["variants"] = done
+            out_dir.mkdir(parents=True, exist_ok=True)  # after each variant: a stopped run keeps what it measured
+            (out_dir / "stack_demo.json").write_text(json.dumps(result, indent=1) + "\n")
+            (out_dir / "stack_demo.md").write_text(markdown(result, done))
     print((out_dir / "stack_demo.md").read_text())
 
 
-def markdown(result: dict, variants: list[str], iters: int) -> str:
+def markdown(result: dict, variants: list[str]) -> str:
     plain, refusal = result["adamw_plain_estimate"], result["adamw_plain_measure"]
     lines = ["# A 1.56B GPT on a 24 GB CPU machine", "",
              "Written by `python bench/stack_demo.py`: GPT-2 XL's shape (48x1600, block 1024, vocabulary 50304, "
-             "batch 1, fp32 weights, grad_clip 1.0 clipped exactly) on this machine's CPU.", "",
+             "batch 1, fp32, grad_clip 0: exact clipping adds a measuring pass that doubles a step's time but not its "
+             "peak) on this machine's CPU.", "",
              f"AdamW without the stack: estimated peak **{format_bytes(plain['peak'])}** "
              f"(weights {format_bytes(plain['params'])}, grads {format_bytes(plain['grads'])}, "
              f"state {format_bytes(plain['optimizer_state'])}). `--measure=True` answered "
@@ -143,9 +157,10 @@ def markdown(result: dict, variants: list[str], iters: int) -> str:
                      + f" | {format_bytes(t['max_rss_bytes'])} | {t['median_s_per_iter']:.0f} | "
                      + ", ".join(f"{x:.3f}" for x in t["losses"])
                      + f" | {t['val_loss_first']:.3f} -> {t['val_loss_last']:.3f} |")
-    lines += ["", f"Each variant trains {iters} iterations from scratch at a constant learning rate "
-              f"({', '.join(f'{v} {LEARNING_RATE[v]:g}' for v in variants)}), no warmup; the validation loss "
-              "averages 2 batches before the first step and after the last.", ""]
+    lines += ["", "Each variant trains from scratch ("
+              + "; ".join(f"{v}: {result[v]['iters']} iterations, lr {result[v]['learning_rate']:g}, "
+                          f"{result[v]['schedule']}" for v in variants)
+              + "); the validation loss averages 2 batches before the first step and after the last.", ""]
     return "\n".join(lines)
 
 

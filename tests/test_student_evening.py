@@ -83,3 +83,22 @@ def test_sigterm_while_compiling_on_cpu_stops_at_once(tiny_data, tmp_path):
             child.wait()
     assert child.returncode == 130, err[-2000:]
     assert "iter 0:" not in out and "Traceback" not in err
+
+
+def test_setting_notes_reach_the_sweep_console_and_the_report(tiny_data, tmp_path, capsys):
+    from leangpt.sweep import sweep
+    base = tmp_path / "base.py"
+    base.write_text(
+        f"data_dir = {str(tiny_data)!r}\ndataset = 'tiny'\ndevice = 'cpu'\ncompile = False\n"
+        "n_layer = 1\nn_head = 2\nn_embd = 16\nblock_size = 16\nbatch_size = 4\n"
+        "gradient_accumulation_steps = 1\nmax_iters = 2\nlr_decay_iters = 2\nwarmup_iters = 1\n"
+        "eval_interval = 2\neval_iters = 1\nlog_interval = 1\nlearning_rate = 1e-3\nmin_lr = 1e-4\n")
+    sw = sweep([str(base), "--grid=optimizer_variant=adamsn,galore", f"--sweep_dir={tmp_path / 'sw'}"])
+    console = capsys.readouterr().out
+    assert "    note: optimizer_variant=adamsn at learning_rate=0.001 is 50x below its tuned 0.05" in console
+    assert "    note: galore_rank=128 is not below n_embd=16" in console
+    report = (sw / "report.md").read_text()
+    galore = report[report.index("## optimizer_variant=galore"):]
+    assert "- Note: galore_rank=128 is not below n_embd=16" in galore
+    adamsn = report[report.index("## optimizer_variant=adamsn"):report.index("## optimizer_variant=galore")]
+    assert "- Note: optimizer_variant=adamsn at learning_rate=0.001 is 50x below" in adamsn
