@@ -98,9 +98,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch(args, world_size=1, torchrun=False):
-    """Run `leangpt train` in world_size processes; kill them all if they outlive TIMEOUT."""
-    base_env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+def launch(args, world_size=1, torchrun=False, extra_env=None, expect=0):
+    """Run `leangpt train` in world_size processes; kill them all if they outlive TIMEOUT. Each
+    must exit with status `expect`; returns rank 0's output."""
+    base_env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **(extra_env or {})}
     if torchrun:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", f"--nproc_per_node={world_size}",
                "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{free_port()}", "-m", "leangpt", "train", *args]
@@ -124,7 +125,7 @@ def launch(args, world_size=1, torchrun=False):
                 p.kill()
                 p.wait()
     for p, (out, err) in zip(procs, outputs):
-        assert p.returncode == 0, f"exit {p.returncode}\n{out[-2000:]}\n{err[-3000:]}"
+        assert p.returncode == expect, f"exit {p.returncode}\n{out[-2000:]}\n{err[-3000:]}"
     return outputs[0][0]
 
 

@@ -25,7 +25,7 @@ from leangpt.model import GPT
 from leangpt.report import collect, write_report
 from leangpt.sweep import sweep
 from leangpt.train import train
-from tests.helpers import CORPUS, TIMEOUT, common_args, free_port, iter_of, losses, run_train, tiny_config
+from tests.helpers import CORPUS, TIMEOUT, common_args, iter_of, launch, losses, run_train, tiny_config
 
 
 def one_error_line(capsys) -> str:
@@ -73,24 +73,10 @@ def test_sigterm_to_one_rank_during_its_step_stops_every_rank_with_a_checkpoint(
     out = tmp_path / "o"
     args = common_args(tiny_data, str(out), max_iters=50, lr_decay_iters=50, eval_interval=1000, batch_size=4,
                        dist_timeout=20)
-    port, procs = free_port(), []
-    for rank in range(2):
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "MASTER_ADDR": "127.0.0.1",
-               "MASTER_PORT": str(port), "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2",
-               "PYTHONPATH": os.pathsep.join([str(hook), *filter(None, [os.environ.get("PYTHONPATH")])])}
-        procs.append(subprocess.Popen([sys.executable, "-m", "leangpt", "train", *args], env=env,
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-    try:
-        outputs = [p.communicate(timeout=TIMEOUT) for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-    for p, (_, err) in zip(procs, outputs):
-        assert p.returncode == 130, err[-2000:]
+    pythonpath = os.pathsep.join([str(hook), *filter(None, [os.environ.get("PYTHONPATH")])])
+    printed = launch(args, world_size=2, extra_env={"PYTHONPATH": pythonpath}, expect=130)  # both ranks
     saved = checkpoint.load(out / "ckpt.pt")
-    assert f"interrupted at iter {saved['iter_num']}:" in outputs[0][0]
+    assert f"interrupted at iter {saved['iter_num']}:" in printed
     assert 3 <= saved["iter_num"] < 50 and len(saved["rng_per_rank"]) == 2
 
 
