@@ -98,18 +98,19 @@ FINGERPRINT_BYTES = 1 << 16
 def fingerprint(payload: bytes) -> str:
     """Size, head and tail of a token file: what tells one prepared file from another without
     reading gigabytes."""
-    h = hashlib.sha256(str(len(payload)).encode())
-    h.update(payload[:FINGERPRINT_BYTES])
-    h.update(payload[-FINGERPRINT_BYTES:])
-    return h.hexdigest()
+    return _digest(len(payload), payload[:FINGERPRINT_BYTES], payload[-FINGERPRINT_BYTES:])
 
 
 def _file_fingerprint(path: Path) -> str:
+    """`fingerprint` of a file on disk, reading only its head and tail."""
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
         head = f.read(FINGERPRINT_BYTES)
         f.seek(max(0, size - FINGERPRINT_BYTES))
-        tail = f.read()
+        return _digest(size, head, f.read())
+
+
+def _digest(size: int, head: bytes, tail: bytes) -> str:
     h = hashlib.sha256(str(size).encode())
     h.update(head)
     h.update(tail)

@@ -11,15 +11,14 @@ import torch
 from . import checkpoint
 from .config import SampleConfig
 from .errors import LeanGPTError
-from .data import CharTokenizer, DataError, check_meta
+from .data import CharTokenizer, DataError
 from .device import check_compile, resolve
 
 
 def tokenizer_for(ckpt: dict, data_dir: str) -> CharTokenizer:
     """The checkpoint's own vocabulary, else the meta.pkl of the dataset it was trained on."""
-    if "meta" in ckpt:
-        meta = check_meta(ckpt["meta"], "the checkpoint's vocabulary (meta)")
-        return CharTokenizer(meta["stoi"], meta["itos"])
+    if "meta" in ckpt:  # checkpoint.load checked it (check_meta)
+        return CharTokenizer(ckpt["meta"]["stoi"], ckpt["meta"]["itos"])
     dataset = (ckpt.get("config") or {}).get("dataset")
     if not dataset:
         raise DataError("the checkpoint names no dataset, so its vocabulary is unknown")

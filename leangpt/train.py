@@ -371,8 +371,10 @@ def setup(config: TrainConfig, dist: Distributed, device: str, log) -> Trainer:
     torch.manual_seed(config.seed + dist.rank)
 
     load_variant(config.optimizer_variant)  # a missing library fails here, before any work
-    if config.init_from == "scratch":  # the data can refuse a block_size at once, before a model that size is built
-        new_samplers(paths, config, dist.rank, dist.world_size, meta["vocab_size"])
+    # the data can refuse a block_size at once, before a model that size is built (on resume the
+    # checkpoint's architecture decides it, so they are made after the model)
+    samplers = new_samplers(paths, config, dist.rank, dist.world_size, meta["vocab_size"]) \
+        if config.init_from == "scratch" else None
     ckpt_path = Path(config.out_dir) / "ckpt.pt"
     ckpt = checkpoint.load(ckpt_path) if config.init_from == "resume" else None
     model, config = build_model(config, ckpt, ckpt_path, meta, log)
@@ -381,7 +383,7 @@ def setup(config: TrainConfig, dist: Distributed, device: str, log) -> Trainer:
     if config.zero and not dist.enabled:
         raise ConfigError("zero=True shards optimizer state across processes: launch with torchrun and >= 2 processes")
     state = TrainState(model, build_optimizer(model, config, zero=config.zero),
-                       new_samplers(paths, config, dist.rank, dist.world_size, meta["vocab_size"]), meta)
+                       samplers or new_samplers(paths, config, dist.rank, dist.world_size, meta["vocab_size"]), meta)
     if ckpt is not None:
         restore(state, ckpt, ckpt_path, config, dist.rank, dist.world_size, log)
     del ckpt  # free the loaded tensors
