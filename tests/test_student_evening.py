@@ -81,7 +81,10 @@ def test_sigterm_while_compiling_on_cpu_stops_at_once(tiny_data, tmp_path):
         if child.poll() is None:
             child.kill()
             child.wait()
-    assert child.returncode == 130, err[-2000:]
+    # 130 from leangpt; once (in CI) the process, having printed "interrupted", ended by SIGINT
+    # during interpreter shutdown while torch's compile workers were up: a stop all the same
+    assert child.returncode in (130, -signal.SIGINT), err[-2000:]
+    assert err.strip().splitlines()[-1] == "interrupted", err[-2000:]
     assert "iter 0:" not in out and "Traceback" not in err
 
 
