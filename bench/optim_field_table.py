@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from leangpt.plotting import place_labels  # noqa: E402
 from leangpt.report import collect  # noqa: E402
 
 from leangpt.variants import VARIANTS  # noqa: E402
@@ -98,11 +99,8 @@ def plot(table: dict, path: Path) -> None:
     front = pareto(points)
     fig, ax = plt.subplots(figsize=(8, 5.5))
     on_front = {name for _, _, name in front}
-    for i, (x, y, name) in enumerate(sorted(points, key=lambda p: p[1])):
+    for x, y, name in points:
         ax.scatter(x, y, s=45, color="C3" if name in on_front else "C0", zorder=3)
-        # neighbours in loss alternate sides, so that close points keep readable labels
-        ax.annotate(name, (x, y), textcoords="offset points", xytext=(6, 3) if i % 2 else (-6, 3),
-                    ha="left" if i % 2 else "right", fontsize=10)
     ax.step([p[0] for p in front], [p[1] for p in front], where="post", color="C3", lw=1.5,
             label="Pareto front (no variant has both less state and lower loss)")
     ax.set_xscale("log")
@@ -111,8 +109,12 @@ def plot(table: dict, path: Path) -> None:
     ax.set_title("Every optimizer at its best learning rate\nseed CPU config: 4x128, block 64, batch 12, "
                  "2000 iters, eval on 200 batches", fontsize=11)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=9)
+    ax.legend(fontsize=9, loc="upper left")
+    ax.margins(x=0.14, y=0.08)
     fig.tight_layout()
+    # each name where it overlaps no other name, point or the legend's corner
+    place_labels(ax, [p[0] for p in points], [p[1] for p in points], [p[2] for p in points], fontsize=10,
+                 avoid=[ax.get_legend()])
     fig.savefig(path, dpi=110)
     print(f"wrote {path}")
 

@@ -16,6 +16,7 @@ from .fileio import atomic_write_bytes, atomic_write_json
 from .formatting import format_bytes
 from .checks import setting_notes_of
 from .metrics import read_metrics
+from .plotting import place_labels
 from .variants import VARIANTS
 
 # what a report shows of each run's training settings: these, then the ones its optimizer variant
@@ -178,40 +179,78 @@ def _plots(sweep_dir: Path, rows: list[dict]) -> list[str] | str:
     except ImportError:
         return "(plots skipped: matplotlib is not installed; pip install 'leangpt[plots]')"
     done = [r for r in rows if r.get("val_loss") is not None]
-    written = []
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for r in done:
-        its, losses = zip(*r["curve"])
-        ax.plot(its, losses, marker="o", markersize=3, label=_label(r))
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("val loss")
-    ax.set_title(f"Validation loss, {_setup(done)}", fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=9)
-    _save(fig, sweep_dir / "val_loss.png", plt)
-    written.append("val_loss.png")
-
+    written = [_loss_curves(sweep_dir, done, plt)]
     for key, label, name in (("optimizer_state_bytes", "optimizer state (MiB)", "val_loss_vs_optimizer_state.png"),
                              ("kv_cache_bytes_per_token", "KV cache (bytes/token)", "val_loss_vs_kv_cache.png")):
-        fig, ax = plt.subplots(figsize=(6, 4))
-        scale = 2**20 if key == "optimizer_state_bytes" else 1
-        for r in done:
-            if r.get(key) is None:
-                continue
-            ax.scatter(r[key] / scale, r["val_loss"])
-            ax.annotate(_label(r), (r[key] / scale, r["val_loss"]), fontsize=8, xytext=(4, 4),
-                        textcoords="offset points")
-        ax.set_xlabel(label)
-        ax.set_ylabel("final val loss")
-        ax.set_title(f"Final val loss against {label.split(' (')[0]}, {_setup(done)}", fontsize=9)
-        ax.grid(alpha=0.3)
-        _save(fig, sweep_dir / name, plt)
-        written.append(name)
+        if _scatter(sweep_dir / name, [r for r in done if r.get(key) is not None], key, label, plt):
+            written.append(name)
     memory_plot = _memory_plot(sweep_dir, rows, plt)
     if memory_plot:
         written.append(memory_plot)
     return written
+
+
+# the last part of training, where the runs differ, gets a panel of its own
+ZOOM_FROM = 0.6
+
+
+def _loss_curves(sweep_dir: Path, done: list[dict], plt) -> str:
+    """Every run's val-loss curve, whole on the left and each run's last 40% zoomed on the right
+    (a run's own last 40%, so that a shorter run is not left out of the zoom)."""
+    fig, (whole, zoom) = plt.subplots(1, 2, figsize=(10, 4.5))
+    ends = {max((it for it, _ in r["curve"]), default=0) for r in done}
+    zoomed = []
+    for i, r in enumerate(done):
+        its, losses = zip(*r["curve"])
+        style = dict(marker="o", markersize=3, color=f"C{i % 10}")
+        whole.plot(its, losses, label=_label(r), **style)
+        tail = [(it, loss) for it, loss in r["curve"] if it >= ZOOM_FROM * max(its)]
+        if tail:
+            zoom.plot(*zip(*tail), **style)
+            zoomed += [loss for _, loss in tail]
+    whole.set_title("whole run", fontsize=10)
+    zoom.set_title(f"from iteration {ZOOM_FROM * max(ends):.0f} on (zoomed)" if len(ends) == 1
+                   else f"each run's last {1 - ZOOM_FROM:.0%} (zoomed)", fontsize=10)
+    if zoomed:
+        spread = (max(zoomed) - min(zoomed)) or 0.01
+        zoom.set_ylim(min(zoomed) - 0.1 * spread, max(zoomed) + 0.1 * spread)
+    for ax in (whole, zoom):
+        ax.set_xlabel("iteration")
+        ax.set_ylabel("val loss")
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"Validation loss, {_setup(done)}", fontsize=11)
+    fig.legend(*whole.get_legend_handles_labels(), loc="lower center", fontsize=9,
+               ncol=min(2, max(1, len(done))), frameon=False)
+    # room under the panels for the legend: one row per two runs
+    fig.tight_layout(rect=(0, min(0.45, 0.07 * ((len(done) + 1) // 2)), 1, 1))
+    _save(fig, sweep_dir / "val_loss.png", plt, layout=False)
+    return "val_loss.png"
+
+
+def _scatter(path: Path, runs: list[dict], key: str, label: str, plt) -> bool:
+    """Final val loss against one measured quantity, each point labelled by its run. Not drawn (and
+    an earlier drawing removed) when every run has the same value, where it would say nothing."""
+    if len({r[key] for r in runs}) < 2:
+        path.unlink(missing_ok=True)
+        return False
+    scale = 2**20 if key == "optimizer_state_bytes" else 1
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    xs = [r[key] / scale for r in runs]
+    ys = [r["val_loss"] for r in runs]
+    for i, (x, y) in enumerate(zip(xs, ys)):
+        ax.scatter(x, y, color=f"C{i % 10}", zorder=3)
+    # room around the points for their labels
+    ax.margins(x=0.35, y=0.2)
+    if min(xs) >= 0:  # bytes are never negative: the margin stops just left of zero
+        ax.set_xlim(left=max(ax.get_xlim()[0], -0.03 * max(xs)))
+    ax.set_xlabel(label)
+    ax.set_ylabel("final val loss")
+    ax.set_title(f"Final val loss against {label.split(' (')[0]}\n{_setup(runs)}", fontsize=10)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    place_labels(ax, xs, ys, [_label(r) for r in runs])
+    _save(fig, path, plt, layout=False)
+    return True
 
 
 def _memory_plot(sweep_dir: Path, rows: list[dict], plt) -> str | None:
@@ -219,7 +258,7 @@ def _memory_plot(sweep_dir: Path, rows: list[dict], plt) -> str | None:
     runs = [r for r in rows if r.get("step_peak_bytes")]
     if not runs:
         return None
-    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(runs) + 2), 4.5))
+    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(runs) + 2) + 2.2, 4.5))
     bottoms = [0.0] * len(runs)
     for key, label in STEP_MEMORY[:-1]:
         heights = [r[f"step_{key}_bytes"] / 2**20 for r in runs]
@@ -227,18 +266,21 @@ def _memory_plot(sweep_dir: Path, rows: list[dict], plt) -> str | None:
         bottoms = [b + h for b, h in zip(bottoms, heights)]
     ax.set_xticks(range(len(runs)), [_label(r) for r in runs], rotation=20, ha="right", fontsize=8)
     ax.set_ylabel("MiB alive at the step's peak")
-    ax.set_title(f"Peak memory of one training step, by category, {_setup(runs)}", fontsize=9)
-    ax.legend(fontsize=8)
+    ax.set_title(f"Peak memory of one training step, by category\n{_setup(runs)}", fontsize=10)
+    # beside the bars, never over one
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     ax.grid(alpha=0.3, axis="y")
     _save(fig, sweep_dir / "step_memory.png", plt)
     return "step_memory.png"
 
 
-def _save(fig, path: Path, plt) -> None:
+def _save(fig, path: Path, plt, layout: bool = True) -> None:
     import io
     buffer = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buffer, format="png", dpi=120)
+    if layout:
+        fig.tight_layout()
+    # "tight" keeps anything drawn past the figure's edge (a long tick label, a legend) in the image
+    fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight", pad_inches=0.1)
     plt.close(fig)
     atomic_write_bytes(path, buffer.getvalue())
 
@@ -252,12 +294,22 @@ def _write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
     atomic_write_bytes(path, buffer.getvalue().encode("utf-8"))
 
 
+# spelled as a reader of a plot knows them, to keep legends and point labels short
+SHORT_KEYS = {"learning_rate": "lr", "weight_decay": "wd", "block_size": "block", "batch_size": "batch"}
+
+
 def _label(row: dict) -> str:
-    """A legend label that names the swept keys (`n_headgroup=1, adamw`): an optimizer's name or a
-    value that spells its key needs no key before it."""
+    """A legend label that names the swept keys (`n_headgroup=1, adamw, lr=0.005`): an optimizer's
+    name needs no key before it, n_layer and n_embd read as `4x128`, and lr_decay_iters equal to
+    max_iters is left out."""
+    overrides = dict(row["overrides"])
     parts = []
-    for key, value in row["overrides"].items():
-        parts.append(str(value) if key == "optimizer_variant" else f"{key}={value}")
+    if "n_layer" in overrides and "n_embd" in overrides:
+        parts.append(f"{overrides.pop('n_layer')}x{overrides.pop('n_embd')}")
+    if overrides.get("lr_decay_iters") is not None and overrides.get("lr_decay_iters") == overrides.get("max_iters"):
+        overrides.pop("lr_decay_iters")
+    for key, value in overrides.items():
+        parts.append(str(value) if key == "optimizer_variant" else f"{SHORT_KEYS.get(key, key)}={value}")
     return ", ".join(parts) or row["name"]
 
 
