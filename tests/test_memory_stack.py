@@ -171,3 +171,65 @@ def test_chunked_loss_compiled_equals_eager(tiny_data, tmp_path):
     _, compiled = run_train(tiny_config(tiny_data, tmp_path / "compiled", compile=True, **settings))
     numbers = lambda lines: [float(x) for line in losses(lines) for x in re.findall(r"loss ([\d.]+)", line)]
     assert numbers(compiled) == pytest.approx(numbers(eager), rel=1e-5)
+
+
+@pytest.mark.parametrize("bucket_bytes", [0, 3000])
+@pytest.mark.parametrize("variant", ["adamw", "adamsn", "adafactor", "lion", "muon"])
+def test_stepping_alone_or_in_mixed_buckets_equals_the_plain_step(variant, bucket_bytes, monkeypatch):
+    # 0: every parameter steps alone as its gradient completes; 3000 bytes: the tiny model's
+    # matrices step alone and its LayerNorms, biases and smaller matrices together in buckets
+    from leangpt.optim import in_backward
+    monkeypatch.setattr(in_backward, "BUCKET_BYTES", bucket_bytes)
+    plain, _ = _steps(variant, False, 1.0)
+    stepped, _ = _steps(variant, True, 1.0)
+    for name in plain:
+        assert torch.allclose(stepped[name], plain[name], rtol=1e-6, atol=1e-9), name
+
+
+def test_small_gradients_wait_in_a_bucket_and_step_together():
+    from leangpt.optim.in_backward import StepInBackward
+    torch.manual_seed(0)
+    big, small_a, small_b = (torch.nn.Parameter(torch.randn(n)) for n in (300, 20, 30))
+    inner = torch.optim.SGD([big, small_a, small_b], lr=0.1)
+    calls = []
+
+    class Recording(torch.optim.SGD):
+        def step(self, closure=None):
+            calls.append([tuple(p.shape) for p in self.param_groups[0]["params"]])
+            return super().step(closure)
+
+    stepping = StepInBackward(inner, lambda group: Recording([group], lr=0.1), bucket_bytes=1000)
+    before = [p.detach().clone() for p in (big, small_a, small_b)]
+    stepping.begin_step()
+    (big.sum() * 2 + small_a.sum() * 3 + small_b.sum() * 4).backward()
+    stepping.end_step()
+    # 300 floats (1200 bytes) step alone; 20 + 30 floats (200 bytes) wait for the backward's end
+    assert sorted(calls, key=len) == [[(300,)], [(20,), (30,)]] or sorted(calls, key=len) == [[(300,)], [(30,), (20,)]]
+    for p, old, g in zip((big, small_a, small_b), before, (2, 3, 4)):
+        assert torch.allclose(p.detach(), old - 0.1 * g) and p.grad is None
+
+
+@pytest.mark.slow  # torchao compiles its step
+def test_adamw8bit_state_in_the_estimate_is_what_torchao_makes_in_a_real_step():
+    from leangpt.model import GPT, model_config_from
+    from leangpt.optim import optimizer_spec, state_bytes
+    config = memory_config(SEED, optimizer_variant="adamw8bit")
+    torch.manual_seed(0)
+    model = GPT(model_config_from(config, 65))
+    cls, groups, kwargs = optimizer_spec(model, config)
+    real = cls(groups, **kwargs)
+    for p in model.parameters():
+        p.grad = torch.randn_like(p)
+    real.step()  # torchao's own compiled step, on real tensors
+    estimated = step_memory(config)
+    measured = step_memory(dataclasses.replace(config, measure=True))
+    # the seed model has 8-bit matrices (codes + block scales + maps) and fp32 moments for its small tensors
+    assert estimated.optimizer_state == measured.optimizer_state == state_bytes(real)
+    assert state_bytes(real) < 0.5 * sum(2 * 4 * p.numel() for p in model.parameters())
+    assert_close(estimated, measured)
+
+
+def test_the_state_only_stand_in_refuses_an_optimizer_it_does_not_know():
+    from leangpt.memory import StateOnlyStep
+    with pytest.raises(TypeError, match="not a torchao low-bit optimizer"):
+        StateOnlyStep(torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=0.1))
