@@ -12,7 +12,7 @@ from .errors import LeanGPTError
 USAGE = """usage: leangpt COMMAND [CONFIG.py] [--key=value ...]
 
 commands:
-  prepare   text file -> data/NAME/{train.bin,val.bin,meta.pkl}  (--input=FILE --name=NAME)
+  prepare   corpus -> data/NAME/{train.bin,val.bin,meta.pkl}  (--input=FILE|DIR --name=NAME --tokenizer=char|gpt2|bpe)
   train     train a model (nanoGPT's train.py)
   sample    sample from a checkpoint (nanoGPT's sample.py)
   convert   MHA checkpoint -> GQA checkpoint (--in_dir --out_dir --n_headgroup)
@@ -23,13 +23,14 @@ commands:
 
 
 def _prepare(argv):
-    from .data import prepare_dataset, read_text
+    from .prepare import corpus_from_input, prepare_corpus
     from pathlib import Path
     config = parse_config(PrepareConfig, argv)
     out_dir = Path(config.data_dir) / config.name
-    stats = prepare_dataset(read_text(config.input or None), out_dir, config.val_fraction)
-    print(f"vocab size {stats['vocab_size']}; train {stats['train_tokens']:,} tokens, "
-          f"val {stats['val_tokens']:,} tokens -> {out_dir}")
+    stats = prepare_corpus(corpus_from_input(config.input or None, config.text_key), out_dir, config.tokenizer,
+                           config.vocab_size, config.val_fraction)
+    print(f"vocab size {stats['vocab_size']} ({stats['tokenizer']}, {stats['dtype']} ids); train "
+          f"{stats['train_tokens']:,} tokens, val {stats['val_tokens']:,} tokens -> {out_dir}")
 
 
 def _train(argv):

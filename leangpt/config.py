@@ -37,7 +37,7 @@ class _SharedTrainKeys:
     eval_iters: int = 200
     eval_only: bool = False
     always_save_checkpoint: bool = True
-    init_from: Literal["scratch", "resume"] = "scratch"
+    init_from: str = "scratch"  # scratch | resume | gpt2* (the local Hugging Face cache) | a GPT-2 directory
     # logging
     wandb_log: bool = False
     wandb_project: str = "owt"
@@ -57,6 +57,7 @@ class _SharedTrainKeys:
     dropout: float = 0.0
     bias: bool = False
     attn_impl: Literal["sdpa", "einsum"] = "sdpa"
+    gelu: Literal["exact", "tanh"] = "exact"  # leangpt: tanh is GPT-2's own (init_from GPT-2 weights sets it)
     # the memory stack (docs/memory.md): each removes bytes from a training step's peak, none changes its math
     activation_checkpointing: bool = False  # recompute each block in the backward: less memory, ~1/3 more compute
     chunked_loss: bool = False  # output layer + loss a chunk of tokens at a time: the logits never exist whole
@@ -86,6 +87,9 @@ class _SharedTrainKeys:
     dist_timeout: float = 300.0  # seconds a rank waits for the others before it gives up (torch's gloo default: 1800)
 
     def validate(self) -> None:
+        _require(self.init_from in ("scratch", "resume", *GPT2_WEIGHTS) or Path(self.init_from).is_dir(), "init_from",
+                 self.init_from, "is not scratch, resume, gpt2, gpt2-medium, gpt2-large, gpt2-xl (read from the local "
+                 "Hugging Face cache) or a directory of Hugging Face GPT-2 weights")
         _require(self.n_layer >= 1, "n_layer", self.n_layer, "must be >= 1")
         _require(self.n_head >= 1, "n_head", self.n_head, "must be >= 1")
         _require(self.n_embd >= 1, "n_embd", self.n_embd, "must be >= 1")
@@ -207,17 +211,27 @@ class ConvertConfig:
 
 @dataclass
 class PrepareConfig:
-    """`leangpt prepare`: a UTF-8 text file -> data_dir/name/{train.bin,val.bin,meta.pkl}."""
+    """`leangpt prepare`: a corpus -> data_dir/name/{train.bin,val.bin,meta.pkl} (prepare.py)."""
 
-    input: str = ""  # text file; empty: download tinyshakespeare
+    input: str = ""  # a text file, a directory of them, a .jsonl or a save_to_disk dataset; empty: download tinyshakespeare
     name: str = "shakespeare_char"
     data_dir: str = "data"
     val_fraction: float = 0.1
+    tokenizer: Literal["char", "gpt2", "bpe"] = "char"  # tokenizer.py
+    vocab_size: int = 0  # bpe only: the vocabulary to train (0: 4096)
+    text_key: str = "text"  # the field of a .jsonl line or the column of a dataset that holds the text
 
     def validate(self) -> None:
         _require(bool(self.name) and "/" not in self.name and self.name not in (".", ".."),
                  "name", self.name, "must be a plain directory name")
         _require(0.0 < self.val_fraction < 1.0, "val_fraction", self.val_fraction, "must be in (0, 1)")
+        if self.tokenizer != "bpe":
+            _require(self.vocab_size == 0, "vocab_size", self.vocab_size,
+                     f"is set by the {self.tokenizer} tokenizer itself; only --tokenizer=bpe trains a vocabulary of a given size")
+        else:
+            _require(self.vocab_size == 0 or 258 <= self.vocab_size < 2**32, "vocab_size", self.vocab_size,
+                     "must be at least 258 (the 256 byte tokens, <|endoftext|> and a merge) and below 2**32")
+        _require(bool(self.text_key), "text_key", self.text_key, "is required")
 
 
 def _require(ok: bool, key: str, value: Any, rule: str) -> None:
@@ -276,8 +290,8 @@ def config_from_dict(cls: type[C], values: dict[str, Any]) -> C:
 MAX_DIST_TIMEOUT = 7 * 24 * 3600.0
 
 # why a value nanoGPT takes is not one of leangpt's
-LITERAL_HINTS = {"init_from": " (leangpt trains character-level models from scratch or resumes the checkpoint in "
-                              "out_dir; it does not load OpenAI's GPT-2 weights, nanoGPT's init_from='gpt2*')"}
+LITERAL_HINTS: dict[str, str] = {}
+GPT2_WEIGHTS = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
 
 
 def read_config_file(path: str) -> dict[str, Any]:
@@ -414,6 +428,13 @@ def parse_grid_args(argv: list[str], cls: type = TrainConfig) -> tuple[TrainConf
             sweep_dir = arg.split("=", 1)[1]
         else:
             base_args.append(arg)
+    # a --key=value typed on the command line is the last word, as in train.py: it replaces what
+    # the config file's variants set (a tiny smoke run of a preset of sizes); swept too, it is ambiguous
+    typed = {a[2:].split("=", 1)[0] for a in base_args if a.startswith("--") and "=" in a}
+    for key in sorted(typed & set(grid)):
+        raise ConfigError(f"{key} is both swept (grid) and set on the command line; give it in one place")
+    variants = [{k: v for k, v in variant.items() if k not in typed} for variant in variants]
+    variants = [v for i, v in enumerate(variants) if v not in variants[:i]]  # variants the command line made alike
     for key, values in grid.items():
         check_known(key, fields, source="grid")
         if not isinstance(values, list) or not values:

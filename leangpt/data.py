@@ -1,56 +1,22 @@
-"""Character-level datasets: text -> uint16 token files, and random batches drawn from a memmap."""
+"""Prepared datasets: their meta.pkl checked, their token files fingerprinted, and random batches
+drawn from a memmap. Preparing them is prepare.py; the tokenizers are tokenizer.py."""
 
 from __future__ import annotations
 
 import hashlib
 import os
 import pickle
-import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .errors import LeanGPTError
-from .fileio import atomic_write_set, directory_lock
+from .tokenizer import NANOGPT_GPT2_META, CharTokenizer, DataError, check_tokenizer_meta
+
+__all__ = ["CharTokenizer", "DataError", "BatchSampler", "dataset_paths", "load_dataset_meta", "load_meta",
+           "check_meta", "check_dataset", "prepare_dataset", "read_text", "fingerprint"]
 
 SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
-
-
-class DataError(LeanGPTError):
-    """A missing, mismatched or unreadable dataset."""
-
-
-@dataclass(frozen=True)
-class CharTokenizer:
-    """Maps each distinct character of the corpus to an id (sorted order, as nanoGPT does)."""
-
-    stoi: dict[str, int]
-    itos: dict[int, str]
-
-    @classmethod
-    def from_text(cls, text: str) -> "CharTokenizer":
-        chars = sorted(set(text))
-        return cls({ch: i for i, ch in enumerate(chars)}, {i: ch for i, ch in enumerate(chars)})
-
-    @classmethod
-    def from_meta(cls, meta_path: str | Path) -> "CharTokenizer":
-        meta = load_meta(meta_path)
-        return cls(meta["stoi"], meta["itos"])
-
-    @property
-    def vocab_size(self) -> int:
-        return len(self.stoi)
-
-    def encode(self, text: str) -> list[int]:
-        unknown = sorted({ch for ch in text if ch not in self.stoi})
-        if unknown:
-            raise DataError(f"the prompt has characters not in the vocabulary: {''.join(unknown)!r}")
-        return [self.stoi[ch] for ch in text]
-
-    def decode(self, ids) -> str:
-        return "".join(self.itos[int(i)] for i in ids)
 
 
 class _PlainDataUnpickler(pickle.Unpickler):
@@ -72,17 +38,23 @@ def load_meta(meta_path: str | Path) -> dict:
     return check_meta(meta, str(meta_path))
 
 
-MAX_VOCAB = 2**16  # ids are stored as uint16
+MAX_CHAR_VOCAB = 2**16  # a character vocabulary's ids are stored as uint16 unless its meta.pkl says uint32
 
 
 def check_meta(meta, source: str) -> dict:
-    """A vocabulary as nanoGPT's meta.pkl holds it: vocab_size an int, stoi {char: id} and itos
-    {id: char} with an entry for every id below vocab_size, so every id a model emits decodes."""
-    if not isinstance(meta, dict) or not {"vocab_size", "stoi", "itos"} <= set(meta):
+    """A meta.pkl as nanoGPT writes it for characters (vocab_size an int, stoi {char: id} and itos
+    {id: char} with an entry for every id below vocab_size, so every id a model emits decodes), or
+    as leangpt writes it for any tokenizer (tokenizer.check_tokenizer_meta)."""
+    if not isinstance(meta, dict) or "vocab_size" not in meta:
+        raise DataError(f"{source} lacks vocab_size")
+    check_tokenizer_meta(meta, source)
+    if meta.get("tokenizer", "char") != "char":
+        return meta
+    if not {"stoi", "itos"} <= set(meta):
         raise DataError(f"{source} lacks vocab_size/stoi/itos")
     size, stoi, itos = meta["vocab_size"], meta["stoi"], meta["itos"]
-    if type(size) is not int or not 1 <= size <= MAX_VOCAB:
-        raise DataError(f"{source}: vocab_size {size!r} is not an integer from 1 to {MAX_VOCAB} (ids are uint16)")
+    if meta.get("dtype", "uint16") == "uint16" and size > MAX_CHAR_VOCAB:
+        raise DataError(f"{source}: vocab_size {size!r} is not an integer from 1 to {MAX_CHAR_VOCAB} (ids are uint16)")
     if not isinstance(stoi, dict) or not isinstance(itos, dict):
         raise DataError(f"{source}: stoi and itos must be dicts, not {type(stoi).__name__} and {type(itos).__name__}")
     if not all(type(i) is int and isinstance(c, str) for i, c in itos.items()) or any(i not in itos for i in range(size)):
@@ -117,12 +89,12 @@ def _digest(size: int, head: bytes, tail: bytes) -> str:
     return h.hexdigest()
 
 
-def check_token_file(path: Path) -> int:
-    """Its size in bytes, which must be a whole number of uint16 ids."""
-    size = Path(path).stat().st_size
-    if size % 2:
-        raise DataError(f"{path} has an odd number of bytes ({size:,}), so it is not a whole file of "
-                        "uint16 ids (cut short?); prepare the dataset again")
+def check_token_file(path: Path, dtype: str = "uint16") -> int:
+    """Its size in bytes, which must be a whole number of ids of `dtype`."""
+    size, itemsize = Path(path).stat().st_size, np.dtype(dtype).itemsize
+    if size % itemsize:
+        raise DataError(f"{path} has {size:,} bytes, not a whole number of {dtype} ids (cut short, or written "
+                        "with another dtype than its meta.pkl says); prepare the dataset again")
     return size
 
 
@@ -130,7 +102,7 @@ def check_dataset(paths: dict[str, Path], meta: dict) -> None:
     """train.bin and val.bin are the files this meta.pkl was written with (a meta.pkl from before
     leangpt recorded them, or nanoGPT's, is taken as it is)."""
     for split in ("train", "val"):
-        check_token_file(paths[split])
+        check_token_file(paths[split], meta.get("dtype", "uint16"))
     recorded = meta.get("leangpt_files")
     if not isinstance(recorded, dict):
         return
@@ -142,43 +114,22 @@ def check_dataset(paths: dict[str, Path], meta: dict) -> None:
 
 
 def read_text(input_path: str | None) -> str:
-    """The corpus: the given file, else tinyshakespeare downloaded from the usual URL."""
-    if input_path:
-        try:
-            return Path(input_path).read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise DataError(f"input file {input_path!r} not found") from None
-        except UnicodeDecodeError as exc:
-            raise DataError(f"input file {input_path!r} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    try:
-        with urllib.request.urlopen(SHAKESPEARE_URL, timeout=30) as response:
-            return response.read().decode("utf-8")
-    except Exception as exc:
-        raise DataError(f"could not download tinyshakespeare ({exc}); pass a local copy with --input=FILE") from None
+    """The whole corpus of one text file (else tinyshakespeare downloaded): for small inputs and tests."""
+    from .prepare import corpus_from_input
+    corpus = corpus_from_input(input_path)
+    return corpus.text if corpus.path is None else "".join(corpus.blocks())
 
 
-def prepare_dataset(text: str, out_dir: str | Path, val_fraction: float = 0.1) -> dict:
-    """Write train.bin / val.bin (uint16 ids; first 1-val_fraction / the rest) and meta.pkl."""
-    if len(text) < 2:
-        raise DataError("the input text is empty or a single character; nothing to train on")
-    tokenizer = CharTokenizer.from_text(text)
-    if tokenizer.vocab_size > 65536:  # ids 0..65535
-        raise DataError(f"{tokenizer.vocab_size} distinct characters do not fit uint16 token ids")
-    split = int(len(text) * (1 - val_fraction))
-    ids = np.array(tokenizer.encode(text), dtype=np.uint16)
-    out = Path(out_dir)
-    bins = {"train.bin": ids[:split].tobytes(), "val.bin": ids[split:].tobytes()}
-    meta = {"vocab_size": tokenizer.vocab_size, "stoi": tokenizer.stoi, "itos": tokenizer.itos,
-            "leangpt_files": {name: fingerprint(payload) for name, payload in bins.items()}}
-    # all three are written before any replaces its old version, meta.pkl last: a failed write
-    # leaves the old set, and a kill between the renames a set that check_dataset refuses
-    with directory_lock(out, key="dataset directory"):  # also removes the temporaries of a killed prepare
-        atomic_write_set({**{out / name: payload for name, payload in bins.items()}, out / "meta.pkl": pickle.dumps(meta)})
-    return {"vocab_size": tokenizer.vocab_size, "train_tokens": split, "val_tokens": len(ids) - split}
+def prepare_dataset(text: str, out_dir: str | Path, val_fraction: float = 0.1, tokenizer: str = "char",
+                    vocab_size: int = 0) -> dict:
+    """Write train.bin / val.bin (the first 1-val_fraction of the characters / the rest) and meta.pkl
+    for a text in memory (prepare.prepare_corpus streams a file or a directory)."""
+    from .prepare import Corpus, prepare_corpus, quiet
+    return prepare_corpus(Corpus(None, text=text), out_dir, tokenizer, vocab_size, val_fraction, progress=quiet)
 
 
 class BatchSampler:
-    """Random (x, y) windows from a uint16 token file, drawn with an explicit generator.
+    """Random (x, y) windows from a token file (uint16 or uint32), drawn with an explicit generator.
 
     Each draw picks `batch_size * world_size` offsets from one generator that every rank seeds
     alike; rank r keeps its slice. So the ranks' batches together are exactly the batch one
@@ -186,11 +137,12 @@ class BatchSampler:
     """
 
     def __init__(self, bin_path: str | Path, block_size: int, batch_size: int, seed: int,
-                 rank: int = 0, world_size: int = 1, vocab_size: int | None = None):
+                 rank: int = 0, world_size: int = 1, vocab_size: int | None = None, dtype: str = "uint16"):
         self.bin_path = Path(bin_path)
         if not self.bin_path.is_file():
             raise DataError(f"{self.bin_path} not found")
-        self.n_tokens = check_token_file(self.bin_path) // 2
+        self.dtype = dtype
+        self.n_tokens = check_token_file(self.bin_path, dtype) // np.dtype(dtype).itemsize
         if self.n_tokens <= block_size:
             raise DataError(f"{self.bin_path} has {self.n_tokens} tokens, not more than block_size={block_size}; "
                             "use a smaller block_size or more text")
@@ -201,7 +153,7 @@ class BatchSampler:
 
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         # a fresh memmap per batch avoids the memory growth nanoGPT works around the same way
-        data = np.memmap(self.bin_path, dtype=np.uint16, mode="r")
+        data = np.memmap(self.bin_path, dtype=self.dtype, mode="r")
         ix = torch.randint(self.n_tokens - self.block_size, (self.batch_size * self.world_size,),
                            generator=self.generator)
         ix = ix[self.rank * self.batch_size:(self.rank + 1) * self.batch_size].tolist()
@@ -219,12 +171,24 @@ class BatchSampler:
 
 
 def dataset_paths(data_dir: str | Path, dataset: str) -> dict[str, Path]:
-    """The prepared files of a dataset; a clear error saying how to prepare it when absent."""
+    """The prepared files of a dataset; a clear error saying how to prepare it when absent. Without
+    meta.pkl, train.bin and val.bin are nanoGPT's GPT-2 data (`load_dataset_meta`)."""
     root = Path(data_dir) / dataset
     paths = {"train": root / "train.bin", "val": root / "val.bin", "meta": root / "meta.pkl"}
-    missing = [p.name for p in paths.values() if not p.is_file()]
+    missing = [p.name for p in (paths["train"], paths["val"]) if not p.is_file()]
     if missing:
         hint = ("python data/shakespeare_char/prepare.py" if dataset == "shakespeare_char"
                 else f"leangpt prepare --input=YOUR.txt --name={dataset} --data_dir={data_dir}")
         raise DataError(f"dataset {dataset!r} is not prepared in {root} (missing {', '.join(missing)}); run: {hint}")
     return paths
+
+
+def load_dataset_meta(paths: dict[str, Path]) -> dict:
+    """The dataset's meta.pkl, checked against its token files; without one, nanoGPT's rule for its
+    own GPT-2 datasets: GPT-2 ids in uint16, a model vocabulary of 50304."""
+    if not paths["meta"].is_file():
+        meta = dict(NANOGPT_GPT2_META)
+    else:
+        meta = load_meta(paths["meta"])
+    check_dataset(paths, meta)
+    return meta

@@ -84,7 +84,7 @@ def resolve_vocab_size(config: MemoryConfig) -> int:
     if meta.is_file():
         from .data import load_meta
         return int(load_meta(meta)["vocab_size"])
-    return NANOGPT_VOCAB
+    return NANOGPT_VOCAB  # no meta.pkl: nanoGPT's GPT-2 data, as training reads it
 
 
 def zero_partition(params: list[torch.Tensor], world_size: int, groups: list[list[torch.Tensor]]) -> list[set[int]]:

@@ -32,6 +32,7 @@ class GPTConfig:
     bias: bool = True
     n_headgroup: int = 1  # query heads per key/value head: 1 = MHA, n_head = MQA
     attn_impl: Literal["sdpa", "einsum"] = "sdpa"
+    gelu: Literal["exact", "tanh"] = "exact"  # nanoGPT's nn.GELU(); OpenAI's GPT-2 weights were trained with tanh
 
     def __post_init__(self):
         for name in ("block_size", "vocab_size", "n_layer", "n_head", "n_embd", "n_headgroup"):
@@ -43,6 +44,8 @@ class GPTConfig:
             raise ValueError(f"GPTConfig.n_headgroup={self.n_headgroup} must divide n_head={self.n_head}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"GPTConfig.dropout={self.dropout} must be in [0, 1)")
+        if self.gelu not in ("exact", "tanh"):
+            raise ValueError(f"GPTConfig.gelu={self.gelu!r} must be 'exact' or 'tanh'")
         if self.attn_impl not in ("sdpa", "einsum"):
             raise ValueError(f"GPTConfig.attn_impl={self.attn_impl!r} must be 'sdpa' or 'einsum'")
 
@@ -85,7 +88,7 @@ class MLP(nn.Module):
     def __init__(self, config: GPTConfig):
         super().__init__()
         self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
-        self.gelu = nn.GELU()
+        self.gelu = nn.GELU(approximate="tanh" if config.gelu == "tanh" else "none")
         self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
 

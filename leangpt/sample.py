@@ -11,20 +11,38 @@ import torch
 from . import checkpoint
 from .config import SampleConfig
 from .errors import LeanGPTError
-from .data import CharTokenizer, DataError
+from .data import DataError, load_meta
+from .tokenizer import NANOGPT_GPT2_META, GPT2Tokenizer, tokenizer_from_meta
 from .device import check_compile, resolve
 
 
-def tokenizer_for(ckpt: dict, data_dir: str) -> CharTokenizer:
-    """The checkpoint's own vocabulary, else the meta.pkl of the dataset it was trained on."""
+def tokenizer_for(ckpt: dict, data_dir: str):
+    """The checkpoint's own tokenizer, else the one of the dataset it was trained on (no meta.pkl:
+    nanoGPT's GPT-2 data)."""
     if "meta" in ckpt:  # checkpoint.load checked it (check_meta)
-        return CharTokenizer(ckpt["meta"]["stoi"], ckpt["meta"]["itos"])
+        return tokenizer_from_meta(ckpt["meta"])
     dataset = (ckpt.get("config") or {}).get("dataset")
     if not dataset:
         raise DataError("the checkpoint names no dataset, so its vocabulary is unknown")
     if not isinstance(dataset, str) or "/" in dataset or "\\" in dataset or dataset in (".", ".."):
         raise DataError(f"the checkpoint's dataset {dataset!r} is not a plain name under data_dir; refused")
-    return CharTokenizer.from_meta(Path(data_dir) / dataset / "meta.pkl")
+    meta_path = Path(data_dir) / dataset / "meta.pkl"
+    return tokenizer_from_meta(load_meta(meta_path) if meta_path.is_file() else NANOGPT_GPT2_META)
+
+
+GPT2_NEWLINE = 198  # GPT-2's id of "\n", the default prompt: it needs no encoding file
+
+
+def encode_prompt(tokenizer, prompt: str, info) -> tuple[list[int], bool]:
+    """The prompt's ids, and whether the samples can be decoded. Without GPT-2's encoding file
+    (offline, never cached) the default prompt still works and the samples are printed as ids."""
+    try:
+        return tokenizer.encode(prompt), True
+    except DataError as exc:
+        if not isinstance(tokenizer, GPT2Tokenizer) or prompt != "\n":
+            raise
+        info(f"{exc}; the samples are printed as token ids")
+        return [GPT2_NEWLINE], False
 
 
 def read_prompt(start: str) -> str:
@@ -45,9 +63,9 @@ def sample(config: SampleConfig, out=print, info=lambda line: print(line, file=s
     model = checkpoint.load_model(ckpt, ckpt_path, dropout=0.0)
     tokenizer = tokenizer_for(ckpt, config.data_dir)
     del ckpt
-    if len(tokenizer.itos) < model.config.vocab_size:  # an id the model emits would not decode
+    if tokenizer.vocab_size < model.config.vocab_size:  # an id the model emits would not decode
         raise DataError(f"the model has {model.config.vocab_size} token ids but its vocabulary (meta.pkl) only "
-                        f"{len(tokenizer.itos)}: give the data_dir of the dataset it was trained on")
+                        f"{tokenizer.vocab_size}: give the data_dir of the dataset it was trained on")
     model.eval().to(runtime.device)
     if config.compile:
         check_compile(runtime.device_type)
@@ -60,7 +78,8 @@ def sample(config: SampleConfig, out=print, info=lambda line: print(line, file=s
     prompt = read_prompt(config.start)
     if not prompt:
         raise LeanGPTError("the prompt is empty; give at least one character with --start")
-    ids = torch.tensor([tokenizer.encode(prompt)], dtype=torch.long, device=runtime.device)
+    prompt_ids, decodable = encode_prompt(tokenizer, prompt, info)
+    ids = torch.tensor([prompt_ids], dtype=torch.long, device=runtime.device)
     with runtime.autocast():
         per_token = model.config.kv_cache_bytes_per_token(torch.empty((), dtype=model.compute_dtype()).element_size())
     cached_tokens = min(model.config.block_size, ids.size(1) + config.max_new_tokens)
@@ -79,7 +98,7 @@ def sample(config: SampleConfig, out=print, info=lambda line: print(line, file=s
                            kv_cache=config.kv_cache, cache_overflow=config.cache_overflow)
         elapsed = time.perf_counter() - t0
     generated = config.num_samples * config.max_new_tokens
-    samples = [tokenizer.decode(row.tolist()) for row in y]
+    samples = [tokenizer.decode(row.tolist()) if decodable else " ".join(map(str, row.tolist())) for row in y]
     for text in samples:
         out(text)
         out("---------------")

@@ -26,7 +26,8 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from . import checkpoint
 from .checks import other_configuration, resume_changes, setting_notes
 from .config import TrainConfig
-from .data import BatchSampler, check_dataset, dataset_paths, load_meta
+from .data import BatchSampler, dataset_paths, load_dataset_meta
+from .pretrained import is_pretrained
 from .device import Runtime, check_compile, resolve
 from .distributed import Distributed, is_communication_error, setup_distributed
 from .errors import ConfigError
@@ -366,15 +367,20 @@ def setup(config: TrainConfig, dist: Distributed, device: str, log) -> Trainer:
         _check_in_backward(dist, runtime)
     grad_accum = _micro_batches_per_rank(config, dist)
     paths = dataset_paths(config.data_dir, config.dataset)
-    meta = load_meta(paths["meta"])
-    check_dataset(paths, meta)
+    meta = load_dataset_meta(paths)
+    if not paths["meta"].is_file():
+        log(f"dataset {config.dataset!r} has no meta.pkl: read as nanoGPT's GPT-2 data (uint16 ids, vocab_size 50304)")
+    if is_pretrained(config.init_from) and meta.get("tokenizer", "char") != "gpt2":
+        raise ConfigError(f"init_from={config.init_from!r} loads GPT-2 weights, which read GPT-2 token ids, but dataset "
+                          f"{config.dataset!r} is {meta.get('tokenizer', 'char')}-tokenized: prepare it with "
+                          "leangpt prepare --tokenizer=gpt2")
     torch.manual_seed(config.seed + dist.rank)
 
     load_variant(config.optimizer_variant)  # a missing library fails here, before any work
     # the data can refuse a block_size at once, before a model that size is built (on resume the
     # checkpoint's architecture decides it, so they are made after the model)
-    samplers = new_samplers(paths, config, dist.rank, dist.world_size, meta["vocab_size"]) \
-        if config.init_from == "scratch" else None
+    samplers = new_samplers(paths, config, dist.rank, dist.world_size, meta) \
+        if config.init_from == "scratch" else None  # GPT-2 weights: after the model, whose vocabulary bounds the ids
     ckpt_path = Path(config.out_dir) / "ckpt.pt"
     ckpt = checkpoint.load(ckpt_path) if config.init_from == "resume" else None
     model, config = build_model(config, ckpt, ckpt_path, meta, log)
@@ -383,7 +389,8 @@ def setup(config: TrainConfig, dist: Distributed, device: str, log) -> Trainer:
     if config.zero and not dist.enabled:
         raise ConfigError("zero=True shards optimizer state across processes: launch with torchrun and >= 2 processes")
     state = TrainState(model, build_optimizer(model, config, zero=config.zero),
-                       samplers or new_samplers(paths, config, dist.rank, dist.world_size, meta["vocab_size"]), meta)
+                       samplers or new_samplers(paths, config, dist.rank, dist.world_size, meta,
+                                                model.config.vocab_size), meta)
     if ckpt is not None:
         restore(state, ckpt, ckpt_path, config, dist.rank, dist.world_size, log)
     del ckpt  # free the loaded tensors

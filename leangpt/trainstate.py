@@ -15,6 +15,8 @@ import torch
 from . import checkpoint
 from .checkpoint import CheckpointError
 from .data import BatchSampler
+from .pretrained import is_pretrained
+from .tokenizer import same_vocabulary
 from .device import available_ram
 from .errors import LeanGPTError
 from .model import ARCHITECTURE_KEYS, GPT, model_config_from
@@ -35,16 +37,19 @@ class TrainState:
     model: GPT  # the bare module: neither compiled nor wrapped in DDP
     optimizer: torch.optim.Optimizer
     samplers: dict[str, BatchSampler]
-    meta: dict  # the dataset's vocabulary: vocab_size, stoi, itos
+    meta: dict  # the dataset's meta.pkl: its tokenizer and vocabulary (tokenizer.py)
     iter_num: int = 0
     best_val_loss: float = 1e9
     best_iter: int | None = None  # when this process saw the best val loss
     evaluated_at: int = -1  # an iteration whose evaluation the checkpoint already holds
 
 
-def new_samplers(paths: dict, config, rank: int, world_size: int, vocab_size: int) -> dict[str, BatchSampler]:
+def new_samplers(paths: dict, config, rank: int, world_size: int, meta: dict,
+                 model_vocab: int | None = None) -> dict[str, BatchSampler]:
+    """The run's batch samplers; an id at or above the model's vocabulary (or the meta's) is an error."""
+    vocab = min(meta["vocab_size"], model_vocab or meta["vocab_size"])
     return {name: BatchSampler(paths[split], config.block_size, config.batch_size, config.seed + offset, rank,
-                               world_size, vocab_size)
+                               world_size, vocab, meta.get("dtype", "uint16"))
             for name, split, offset in SAMPLERS}
 
 
@@ -52,13 +57,24 @@ def build_model(config, ckpt: dict | None, ckpt_path: Path, meta: dict, log):
     """A fresh model, or the checkpoint's: then its architecture wins over the config's. Returns
     the model and the config with the architecture it has."""
     vocab_size = meta["vocab_size"]
+    if ckpt is None and is_pretrained(config.init_from):
+        return _from_gpt2(config, log)
     if ckpt is None:
         return _allocate(model_config_from(config, vocab_size)), config
     saved = checkpoint.model_config(ckpt, ckpt_path)
-    if saved.vocab_size != vocab_size:
+    # GPT-2 ids fit any vocabulary up to the dataset's padded 50304 (GPT-2's weights have 50257)
+    gpt2_fits = meta.get("tokenizer") == "gpt2" and saved.vocab_size <= vocab_size
+    if saved.vocab_size != vocab_size and not gpt2_fits:
         raise CheckpointError(f"{ckpt_path} has vocab_size={saved.vocab_size} but dataset "
                               f"{config.dataset!r} has {vocab_size}")
-    saved_stoi = (ckpt.get("meta") or {}).get("stoi")
+    saved_meta = ckpt.get("meta")
+    if saved_meta is not None and saved_meta.get("tokenizer", "char") != meta.get("tokenizer", "char"):
+        raise CheckpointError(f"{ckpt_path} was trained on {saved_meta.get('tokenizer', 'char')} tokens but dataset "
+                              f"{config.dataset!r} is tokenized by {meta.get('tokenizer', 'char')}")
+    if saved_meta is not None and not same_vocabulary(saved_meta, meta) and "stoi" not in meta:
+        raise CheckpointError(f"{ckpt_path} was trained with another {meta['tokenizer']} vocabulary than dataset "
+                              f"{config.dataset!r}'s")
+    saved_stoi = (saved_meta or {}).get("stoi")
     if saved_stoi is not None and saved_stoi != meta["stoi"]:
         differ = sum(saved_stoi.get(ch) != i for ch, i in meta["stoi"].items())
         raise CheckpointError(f"{ckpt_path} was trained on another vocabulary than dataset {config.dataset!r} "
@@ -69,6 +85,19 @@ def build_model(config, ckpt: dict | None, ckpt_path: Path, meta: dict, log):
         log("resuming with the checkpoint's architecture: " + ", ".join(f"{k}={getattr(saved, k)}" for k in changed))
     config = dataclasses.replace(config, **{k: getattr(saved, k) for k in keys})
     return checkpoint.load_model(ckpt, ckpt_path, dropout=config.dropout, attn_impl=config.attn_impl), config
+
+
+def _from_gpt2(config, log):
+    """GPT-2's weights, and the config with their architecture (nanoGPT's init_from='gpt2*')."""
+    from .pretrained import PretrainedError, load_gpt2
+    if config.n_headgroup != 1:
+        raise PretrainedError(f"GPT-2's weights are multi-head (n_headgroup=1), not n_headgroup={config.n_headgroup}: "
+                              "fine-tune them as they are, then make them GQA with leangpt convert --n_headgroup=N")
+    model, directory = load_gpt2(config.init_from, config.block_size, config.dropout)
+    c = model.config
+    log(f"initialized from GPT-2 weights in {directory}: n_layer={c.n_layer}, n_head={c.n_head}, n_embd={c.n_embd}, "
+        f"vocab_size={c.vocab_size}, block_size={c.block_size}, gelu={c.gelu}")
+    return model, dataclasses.replace(config, **{k: getattr(c, k) for k in ARCHITECTURE_KEYS if k != "vocab_size"})
 
 
 def _allocate(model_config) -> GPT:
@@ -165,5 +194,5 @@ def save(state: TrainState, config, dist, path: Path, eval_done: bool) -> None:
         "rng": rng_per_rank[0],
         "rng_per_rank": rng_per_rank,
         "samplers": {name: s.state_dict() for name, s in state.samplers.items()},
-        "meta": {"vocab_size": meta["vocab_size"], "stoi": meta["stoi"], "itos": meta["itos"]},
+        "meta": {k: v for k, v in meta.items() if k != "leangpt_files"},  # the tokenizer: a checkpoint decodes alone
     }, path)

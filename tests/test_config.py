@@ -42,7 +42,7 @@ def test_value_conversion(arg, value):
     (["--n_headgroup=5", "--n_head=4", "--n_embd=64"], "must divide n_head=4"),
     (["--n_headgroup=0"], "n_headgroup=0 must be >= 1"),
     (["--optimizer_variant=sgd"], "choose one of: adam, adamw, adamsn, adafactor"),
-    (["--init_from=gpt2"], "choose one of: scratch, resume (leangpt trains character-level models from scratch"),
+    (["--init_from=gpt3"], "is not scratch, resume, gpt2, gpt2-medium, gpt2-large, gpt2-xl"),
     (["--dropout=1.0"], "dropout=1.0 must be in [0, 1)"),
     (["--device=tpu"], "device='tpu' is not one of"),
     (["--min_lr=1", "--learning_rate=0.1"], "min_lr=1.0 must be <="),

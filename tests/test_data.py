@@ -145,12 +145,19 @@ def test_prepare_replaces_all_three_files_or_none(tmp_path, monkeypatch):
     assert not [p for p in (tmp_path / "ds").iterdir() if p.name.endswith(".tmp")]
 
 
-def test_a_vocabulary_of_65536_characters_fits_uint16(tmp_path):
+def test_a_vocabulary_of_65536_characters_fits_uint16_and_one_more_takes_uint32(tmp_path):
+    import numpy as np
     text = "".join(chr(0x4E00 + i) if i < 0x5000 else chr(0x10000 + i) for i in range(65536))
     stats = prepare_dataset(text * 2, tmp_path / "big")
-    assert stats["vocab_size"] == 65536
-    with pytest.raises(DataError, match="do not fit uint16"):
-        prepare_dataset(text + chr(0x30000), tmp_path / "bigger")
+    assert (stats["vocab_size"], stats["dtype"]) == (65536, "uint16")
+    bigger = text + chr(0x30000)  # sorts last: id 65536
+    stats = prepare_dataset(bigger * 2, tmp_path / "bigger")
+    assert (stats["vocab_size"], stats["dtype"]) == (65537, "uint32")
+    ids = np.fromfile(tmp_path / "bigger" / "train.bin", dtype=np.uint32)
+    assert ids[len(bigger) - 1] == 65536 and ids.size == int(2 * len(bigger) * 0.9)
+    sampler = BatchSampler(tmp_path / "bigger" / "train.bin", 8, 2, seed=0, vocab_size=65537, dtype="uint32")
+    x, _ = sampler.next_batch()
+    assert int(x.max()) < 65537
 
 
 def test_token_ids_beyond_the_vocabulary_are_one_error(tmp_path):

@@ -225,3 +225,17 @@ def test_fast_quality_means_over_seeds_against_the_first_mode():
     assert bf16["seeds"] == 2 and abs(bf16["delta_vs_reference"] - 0.02) < 1e-12 and not bf16["holds"]
     with pytest.raises(LeanGPTError, match="no finished run"):
         fast_quality.summarize([row("float32", 1, 1.7, status="failed")], 0.01)
+
+
+def test_a_command_line_key_replaces_the_variants_and_may_not_also_be_swept(tmp_path):
+    from leangpt.config import parse_grid_args
+    config = tmp_path / "sizes.py"
+    config.write_text("variants = [dict(n_layer=2, max_iters=100), dict(n_layer=3, max_iters=50), dict(max_iters=7)]\n"
+                      "grid = {'seed': [1, 2]}\n")
+    _, runs, _ = parse_grid_args([str(config), "--max_iters=3"])
+    assert runs == [{"n_layer": 2, "seed": 1}, {"n_layer": 2, "seed": 2}, {"n_layer": 3, "seed": 1},
+                    {"n_layer": 3, "seed": 2}, {"seed": 1}, {"seed": 2}]
+    _, runs, _ = parse_grid_args([str(config), "--max_iters=3", "--n_layer=1"])
+    assert runs == [{"seed": 1}, {"seed": 2}]  # the variants the command line made alike run once
+    with pytest.raises(ConfigError, match="seed is both swept .grid. and set on the command line"):
+        parse_grid_args([str(config), "--seed=5"])
