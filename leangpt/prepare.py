@@ -280,6 +280,7 @@ def prepare_corpus(corpus: Corpus, out_dir: str | Path, tokenizer: str = "char",
 
     out = Path(out_dir)
     counts = {"train": 0, "val": 0}
+    characters = {"train": 0, "val": 0}  # so that losses per token of two tokenizers compare per character
     files: dict[str, _TokenFile] = {}
     written: dict[Path, str] = {}
 
@@ -300,6 +301,7 @@ def prepare_corpus(corpus: Corpus, out_dir: str | Path, tokenizer: str = "char",
             ids = np.concatenate(pieces)
             files[current].write(ids)
             counts[current] += int(ids.size)
+            characters[current] += sum(map(len, batch))
             encoding.advance(sum(map(len, batch)))
             batch.clear()
             ends.clear()
@@ -325,7 +327,7 @@ def prepare_corpus(corpus: Corpus, out_dir: str | Path, tokenizer: str = "char",
             if min(counts.values()) == 0:
                 raise DataError(f"the {'train' if counts['train'] == 0 else 'val'} split has no tokens; "
                                 "give more text or another val_fraction")
-            meta = {**encoder.meta(), "dtype": dtype,
+            meta = {**encoder.meta(), "dtype": dtype, "characters": dict(characters),
                     "leangpt_files": {f"{s}.bin": files[s].fingerprint() for s in ("train", "val")}}
             if tokenizer == "bpe":
                 written[out / "tokenizer.json"] = fileio._write_temporary(

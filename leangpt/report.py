@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import statistics
 from pathlib import Path
 
@@ -56,6 +57,7 @@ def collect_run(run_dir: Path) -> dict:
         row.update(iter=evals[-1]["iter"], train_loss=evals[-1]["train_loss"], val_loss=evals[-1]["val_loss"],
                    best_val_loss=best["val_loss"], best_iter=best["iter"])
     if memory:
+        row.update(tokenizer=memory.get("tokenizer", "char"), val_chars_per_token=memory.get("val_chars_per_token"))
         row.update(params=memory["params"], optimizer_state_bytes=memory["optimizer_state_bytes"],
                    optimizer_state_vs_adamw=memory["optimizer_state_ratio"],
                    kv_cache_bytes_per_token=memory["kv_cache_bytes_per_token"])
@@ -151,15 +153,23 @@ def _model_settings(config: dict) -> str:
 
 def _comparison(rows: list[dict], grid_keys: list[str]) -> str:
     reference = next((r for r in rows if r.get("val_loss") is not None), None)
-    head = [*grid_keys, "val loss", "Δ val vs first", "best val", "params", "state vs AdamW", "KV cache B/token",
+    # losses per token of different tokenizers are not comparable: per character they are
+    mixed = len({r.get("tokenizer", "char") for r in rows if r.get("val_loss") is not None}) > 1
+    head = [*grid_keys, "val loss", "Δ val vs first", "best val", *(["tokenizer", "val bits/char"] if mixed else []),
+            "params", "state vs AdamW", "KV cache B/token",
             *(label for _, label in STEP_MEMORY), "peak in", "ms/iter", "tokens/s", "wall"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         if r.get("val_loss") is None:
             cells = [str(_setting(r, k)) for k in grid_keys] + [r["status"]] + [""] * (len(head) - len(grid_keys) - 1)
         else:
+            comparable = r.get("tokenizer", "char") == reference.get("tokenizer", "char")
+            per_char = r.get("val_chars_per_token")
             cells = [str(_setting(r, k)) for k in grid_keys] + [
-                f"{r['val_loss']:.4f}", f"{r['val_loss'] - reference['val_loss']:+.4f}", f"{r['best_val_loss']:.4f}",
+                f"{r['val_loss']:.4f}", f"{r['val_loss'] - reference['val_loss']:+.4f}" if comparable else "(other tokens)",
+                f"{r['best_val_loss']:.4f}",
+                *([r.get("tokenizer", "char"), f"{r['val_loss'] / math.log(2) / per_char:.4f}" if per_char else ""]
+                  if mixed else []),
                 _num(r.get("params")),
                 f"{r['optimizer_state_vs_adamw']:.3f}x" if r.get("optimizer_state_vs_adamw") else "",
                 _num(r.get("kv_cache_bytes_per_token")),
@@ -168,6 +178,9 @@ def _comparison(rows: list[dict], grid_keys: list[str]) -> str:
                 f"{r['tokens_per_s']:,.0f}" if r.get("tokens_per_s") else "",
                 f"{r['wall_s']:.0f}s" if r.get("wall_s") else ""]
         lines.append("| " + " | ".join(cells) + " |")
+    if mixed:
+        lines += ["", "The runs read different tokenizers, so their losses per token do not compare; val bits/char "
+                  "does: val loss / ln 2 x the val split's tokens per character (from its meta.pkl)."]
     return "\n".join(lines)
 
 
@@ -199,12 +212,16 @@ def _loss_curves(sweep_dir: Path, done: list[dict], plt) -> str:
     (a run's own last 40%, so that a shorter run is not left out of the zoom)."""
     fig, (whole, zoom) = plt.subplots(1, 2, figsize=(10, 4.5))
     ends = {max((it for it, _ in r["curve"]), default=0) for r in done}
+    # runs of different tokenizers are drawn per character, where they compare
+    per_char = len({r.get("tokenizer", "char") for r in done}) > 1 and all(r.get("val_chars_per_token") for r in done)
     zoomed = []
     for i, r in enumerate(done):
-        its, losses = zip(*r["curve"])
+        curve = [(it, loss / math.log(2) / r["val_chars_per_token"]) for it, loss in r["curve"]] if per_char \
+            else r["curve"]
+        its, losses = zip(*curve)
         style = dict(marker="o", markersize=3, color=f"C{i % 10}")
         whole.plot(its, losses, label=_label(r), **style)
-        tail = [(it, loss) for it, loss in r["curve"] if it >= ZOOM_FROM * max(its)]
+        tail = [(it, loss) for it, loss in curve if it >= ZOOM_FROM * max(its)]
         if tail:
             zoom.plot(*zip(*tail), **style)
             zoomed += [loss for _, loss in tail]
@@ -216,9 +233,9 @@ def _loss_curves(sweep_dir: Path, done: list[dict], plt) -> str:
         zoom.set_ylim(min(zoomed) - 0.1 * spread, max(zoomed) + 0.1 * spread)
     for ax in (whole, zoom):
         ax.set_xlabel("iteration")
-        ax.set_ylabel("val loss")
+        ax.set_ylabel("val bits per character" if per_char else "val loss")
         ax.grid(alpha=0.3)
-    fig.suptitle(f"Validation loss, {_setup(done)}", fontsize=11)
+    fig.suptitle(f"Validation {'bits per character' if per_char else 'loss'}, {_setup(done)}", fontsize=11)
     fig.legend(*whole.get_legend_handles_labels(), loc="lower center", fontsize=9,
                ncol=min(2, max(1, len(done))), frameon=False)
     # room under the panels for the legend: one row per two runs

@@ -268,7 +268,18 @@ def report_optimizer_state(t: Trainer) -> None:
     t.results.record("memory", iter=t.state.iter_num, params=t.state.model.num_params(),
                      optimizer_state_bytes=opt_bytes, adamw_state_bytes=baseline,
                      optimizer_state_ratio=opt_bytes / baseline, kv_cache_bytes_per_token=kv_bytes,
-                     optimizer_state_bytes_per_rank=per_rank)
+                     optimizer_state_bytes_per_rank=per_rank, **tokens_per_character(t.state))
+
+
+def tokens_per_character(state) -> dict:
+    """The dataset's tokenizer and its val split's characters per token, which turn a loss per
+    token into one per character (a loss of a character model and of a BPE model compare only so)."""
+    meta = state.meta
+    kind = meta.get("tokenizer", "char")
+    chars = (meta.get("characters") or {}).get("val") if kind != "char" else None
+    val = state.samplers["eval_val"]
+    per_token = 1.0 if kind == "char" else (chars / val.n_tokens if isinstance(chars, int) and val.n_tokens else None)
+    return {"tokenizer": kind, "val_chars_per_token": per_token}
 
 
 def report_step_memory(t: Trainer, b) -> None:

@@ -399,7 +399,7 @@ def test_a_checkpoint_with_a_valid_digest_but_odd_parts_is_one_line(tiny_data, t
 @pytest.mark.parametrize("vocab_size,stoi,needle", [
     ("65", None, "vocab_size '65' is not an integer"),
     (65.0, None, "vocab_size 65.0 is not an integer"),
-    (10**12, None, "is not an integer from 1 to 65536"),
+    (10**12, None, "is not an integer from 1 to 4294967296"),
     (None, "list", "stoi and itos must be dicts"),
 ])
 def test_an_odd_meta_pkl_is_one_line(tiny_data, tmp_path, capsys, vocab_size, stoi, needle):
@@ -419,7 +419,7 @@ def test_a_token_file_cut_to_an_odd_size_is_one_line(tiny_data, tmp_path, capsys
     path = tiny_data / "tiny" / "train.bin"
     path.write_bytes(path.read_bytes()[:-1])
     assert run("train", common_args(tiny_data, str(tmp_path / "o"), max_iters=1)) == 2
-    assert "odd number of bytes" in one_error_line(capsys)
+    assert "not a whole number of uint16 ids" in one_error_line(capsys)
 
 
 def test_an_upstream_checkpoint_with_a_smaller_vocabulary_is_one_line(trained, tmp_path, capsys):

@@ -227,3 +227,49 @@ def test_sampler_reads_uint32_files(tmp_path):
     values.tofile(tmp_path / "t.bin")
     x, y = BatchSampler(tmp_path / "t.bin", 8, 3, seed=0, dtype="uint32").next_batch()
     assert int(x.min()) >= 100_000 and (y[:, :-1] == x[:, 1:]).all() and ((y - x) == 1).all()
+
+
+def test_a_saved_hugging_face_dataset_is_read_split_by_split_train_first(tmp_path, monkeypatch, gpt2):
+    """The glue to `datasets.load_from_disk`, with a stand-in module (the library is not a test
+    dependency): a DatasetDict's splits are read train first, in batches, from the text column."""
+    import types
+
+    class Dataset:
+        def __init__(self, texts):
+            self.texts, self.column_names = texts, ["text", "id"]
+
+        def iter(self, batch_size):
+            for i in range(0, len(self.texts), batch_size):
+                yield {"text": self.texts[i:i + batch_size]}
+
+    class DatasetDict(dict):
+        pass
+
+    docs = {"validation": [f"v{i} " + CORPUS[:30] for i in range(3)], "train": [f"t{i} " + CORPUS[:50] for i in range(7)]}
+    fake = types.SimpleNamespace(Dataset=Dataset, DatasetDict=DatasetDict,
+                                 load_from_disk=lambda path: DatasetDict({k: Dataset(v) for k, v in docs.items()}))
+    monkeypatch.setitem(sys.modules, "datasets", fake)
+    saved = tmp_path / "saved"
+    saved.mkdir()
+    (saved / "dataset_dict.json").write_text('{"splits": ["train", "validation"]}')
+    prepare_corpus(corpus_from_input(str(saved)), tmp_path / "d", "gpt2", progress=quiet)
+    ordered = docs["train"] + docs["validation"]  # 10 documents: the first 9 train
+    eot = gpt2.eot_token
+    assert ids(tmp_path / "d" / "train.bin").tolist() == sum((gpt2.encode_ordinary(d) + [eot] for d in ordered[:9]), [])
+    assert ids(tmp_path / "d" / "val.bin").tolist() == gpt2.encode_ordinary(ordered[9]) + [eot]
+    with pytest.raises(DataError, match=r"has no column 'body' \(columns: text, id; set it with --text_key"):
+        prepare_corpus(corpus_from_input(str(saved), text_key="body"), tmp_path / "e", "gpt2", progress=quiet)
+    monkeypatch.setitem(sys.modules, "datasets", None)  # not installed
+    with pytest.raises(DataError, match="needs the datasets library"):
+        prepare_corpus(corpus_from_input(str(saved)), tmp_path / "e", "gpt2", progress=quiet)
+
+
+def test_progress_says_how_much_is_done_how_fast_and_what_is_left():
+    import io
+    stream = io.StringIO()
+    progress = prep.Progress(4_000_000, "encoding", stream=stream, every=0.0)
+    progress.advance(1_000_000)
+    progress.finish()
+    first, last = stream.getvalue().splitlines()
+    assert first.startswith("prepare: encoding 1.0 of 4.0 MB (25%), ") and "MB/s" in first and first.endswith("s left")
+    assert last.startswith("prepare: encoding 4.0 of 4.0 MB (100%)")
