@@ -239,3 +239,15 @@ def test_a_command_line_key_replaces_the_variants_and_may_not_also_be_swept(tmp_
     assert runs == [{"seed": 1}, {"seed": 2}]  # the variants the command line made alike run once
     with pytest.raises(ConfigError, match="seed is both swept .grid. and set on the command line"):
         parse_grid_args([str(config), "--seed=5"])
+
+
+def test_runs_of_different_tokenizers_compare_in_bits_per_character():
+    from leangpt.report import _comparison
+    base = dict(status="finished", overrides={}, config={}, best_val_loss=1.0, params=1)
+    rows = [{**base, "name": "c", "val_loss": 1.9083, "tokenizer": "char", "val_chars_per_token": 1.0},
+            {**base, "name": "b", "val_loss": 4.1459, "tokenizer": "bpe", "val_chars_per_token": 111540 / 43559}]
+    table = _comparison(rows, [])
+    char_row, bpe_row = [line for line in table.splitlines() if line.startswith("| 1.9083") or line.startswith("| 4.1459")]
+    # 1.9083 / ln 2 = 2.7531 bits per character; 4.1459 / ln 2 * 43559 / 111540 = 2.3358
+    assert "| char | 2.7531 |" in char_row and "| bpe | 2.3358 |" in bpe_row and "(other tokens)" in bpe_row
+    assert "val bits/char" not in _comparison(rows[:1], [])
