@@ -3,10 +3,10 @@
 A corpus is one text file (split like nanoGPT's prepare.py: the first 90% of its characters train,
 the rest validate), or documents: a directory of text files, a .jsonl file (one JSON object with
 a "text" field per line) or a Hugging Face dataset saved with `save_to_disk` (the first 90% of
-the documents train). It is read twice, once to check it and count (and build a character
-vocabulary or train a BPE), once to encode, a block at a time, so memory stays bounded by a block
-of text and its ids, never the corpus. The ids go to temporary files; train.bin, val.bin and
-meta.pkl replace the old set together at the end.
+the documents train). It is read a block at a time: once to check and count it (and collect
+its characters), once more to train a BPE (bpe only), once to encode it. Memory stays bounded by a
+block of text and its ids (or the largest document), never the corpus. The ids go to temporary
+files; train.bin, val.bin and meta.pkl replace the old set together at the end.
 """
 
 from __future__ import annotations
