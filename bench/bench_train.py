@@ -38,7 +38,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from leangpt.config import TrainConfig, parse_config  # noqa: E402
-from leangpt.data import BatchSampler, dataset_paths, load_meta  # noqa: E402
+from leangpt.data import BatchSampler, dataset_paths, load_dataset_meta  # noqa: E402
 from leangpt.metrics import read_metrics  # noqa: E402
 from leangpt.train import train  # noqa: E402
 
@@ -77,10 +77,11 @@ class PlainGPT(nn.Module):
 
 def time_baseline(config: TrainConfig, iters: int) -> float:
     paths = dataset_paths(config.data_dir, config.dataset)
-    vocab = load_meta(paths["meta"])["vocab_size"]
+    meta = load_dataset_meta(paths)  # any tokenizer, or nanoGPT's data without meta.pkl
+    vocab = meta["vocab_size"]
     model = PlainGPT(vocab, config.block_size, config.n_embd, config.n_layer, config.n_head).to(config.device)
     opt = torch.optim.AdamW(model.parameters(), lr=config.learning_rate)
-    sampler = BatchSampler(paths["train"], config.block_size, config.batch_size, seed=0)
+    sampler = BatchSampler(paths["train"], config.block_size, config.batch_size, seed=0, dtype=meta.get("dtype", "uint16"))
     times = []
     for _ in range(iters):
         t0 = time.perf_counter()

@@ -17,7 +17,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from leangpt import checkpoint  # noqa: E402
-from leangpt.data import BatchSampler, dataset_paths  # noqa: E402
+from leangpt.data import BatchSampler, dataset_paths, load_dataset_meta  # noqa: E402
 from leangpt.model import GPT, GPTConfig  # noqa: E402
 
 
@@ -32,11 +32,12 @@ def main(argv):
     model.load_state_dict(ckpt["model"])
     model.eval()
     data_dir = opts.get("data_dir", config["data_dir"])
-    bin_path = dataset_paths(data_dir, config["dataset"])["val"]
+    paths = dataset_paths(data_dir, config["dataset"])
+    bin_path, dtype = paths["val"], load_dataset_meta(paths).get("dtype", "uint16")
     losses = []
     with torch.no_grad():
         for seed in range(repeats):
-            sampler = BatchSampler(bin_path, config["block_size"], config["batch_size"], seed=1000 + seed)
+            sampler = BatchSampler(bin_path, config["block_size"], config["batch_size"], seed=1000 + seed, dtype=dtype)
             losses.append(sum(model(*sampler.next_batch())[1].item() for _ in range(eval_iters)) / eval_iters)
     print(f"{argv[0]}: val loss over {eval_iters} batches, {repeats} repeats: mean {statistics.mean(losses):.4f}, "
           f"std {statistics.stdev(losses):.4f}, range {min(losses):.4f}..{max(losses):.4f}")
