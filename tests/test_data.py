@@ -86,7 +86,8 @@ def test_block_size_larger_than_data(tmp_path):
 def test_tinyshakespeare_prepares_like_nanogpt(shakespeare_path, tmp_path):
     """nanoGPT's shakespeare_char: 65 characters, 1,003,854 train and 111,540 val tokens."""
     stats = prepare_dataset(read_text(str(shakespeare_path)), tmp_path / "sc")
-    assert stats == {"vocab_size": 65, "train_tokens": 1_003_854, "val_tokens": 111_540}
+    assert stats == {"tokenizer": "char", "dtype": "uint16", "vocab_size": 65, "train_tokens": 1_003_854,
+                     "val_tokens": 111_540}
     meta = pickle.loads((tmp_path / "sc" / "meta.pkl").read_bytes())
     assert "".join(meta["itos"][i] for i in range(13)) == "\n !$&',-.3:;?"
 
