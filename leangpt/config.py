@@ -290,7 +290,6 @@ def config_from_dict(cls: type[C], values: dict[str, Any]) -> C:
 MAX_DIST_TIMEOUT = 7 * 24 * 3600.0
 
 # why a value nanoGPT takes is not one of leangpt's
-LITERAL_HINTS: dict[str, str] = {}
 GPT2_WEIGHTS = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
 
 
@@ -343,7 +342,7 @@ def coerce(key: str, value: Any, annotation: Any, from_text: bool = False) -> An
     if origin is Literal:
         if value not in args:
             allowed = ", ".join(str(a) for a in args)
-            raise ConfigError(f"{key}={value!r} is not allowed; choose one of: {allowed}{LITERAL_HINTS.get(key, '')}")
+            raise ConfigError(f"{key}={value!r} is not allowed; choose one of: {allowed}")
         return value
     if annotation is bool:
         if isinstance(value, bool):

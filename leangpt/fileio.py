@@ -66,15 +66,22 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
         raise
 
 
-def atomic_write_set(files: dict[Path, bytes]) -> None:
-    """Write every file before replacing any: a failure leaves all the old versions in place."""
+@contextmanager
+def replaced_together():
+    """`write(path, writer)` inside the block writes a temporary beside each path; they replace
+    their paths together when the block ends, in the order written (what must be last, last). An
+    error in the block removes them all: every old version stays in place."""
     written: dict[Path, str] = {}
+
+    def write(path: str | Path, writer: Callable[[IO[bytes]], None]) -> None:
+        written[Path(path)] = _write_temporary(Path(path), writer)
+
     try:
-        for path, payload in files.items():
-            written[Path(path)] = _write_temporary(Path(path), lambda f, p=payload: f.write(p))
+        yield write
     except BaseException:
         for tmp in written.values():
-            os.unlink(tmp)
+            if os.path.exists(tmp):
+                os.unlink(tmp)
         raise
     for path, tmp in written.items():
         os.replace(tmp, path)

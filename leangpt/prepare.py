@@ -12,7 +12,6 @@ files; train.bin, val.bin and meta.pkl replace the old set together at the end.
 from __future__ import annotations
 
 import json
-import os
 import pickle
 import re
 import sys
@@ -282,7 +281,6 @@ def prepare_corpus(corpus: Corpus, out_dir: str | Path, tokenizer: str = "char",
     counts = {"train": 0, "val": 0}
     characters = {"train": 0, "val": 0}  # so that losses per token of two tokenizers compare per character
     files: dict[str, _TokenFile] = {}
-    written: dict[Path, str] = {}
 
     def encode_into(handles: dict) -> None:
         """One pass over the corpus, each piece's ids to its split's file, a batch at a time."""
@@ -316,31 +314,18 @@ def prepare_corpus(corpus: Corpus, out_dir: str | Path, tokenizer: str = "char",
         flush()
         encoding.finish()
 
-    def write_train(train_handle) -> None:
-        # both token files are open at once (one pass); each is a temporary until the set is complete
-        written[out / "val.bin"] = fileio._write_temporary(
-            out / "val.bin", lambda val_handle: encode_into({"train": train_handle, "val": val_handle}))
-
-    with directory_lock(out, key="dataset directory"):  # also removes the temporaries of a killed prepare
-        try:
-            written[out / "train.bin"] = fileio._write_temporary(out / "train.bin", write_train)
-            if min(counts.values()) == 0:
-                raise DataError(f"the {'train' if counts['train'] == 0 else 'val'} split has no tokens; "
-                                "give more text or another val_fraction")
-            meta = {**encoder.meta(), "dtype": dtype, "characters": dict(characters),
-                    "leangpt_files": {f"{s}.bin": files[s].fingerprint() for s in ("train", "val")}}
-            if tokenizer == "bpe":
-                written[out / "tokenizer.json"] = fileio._write_temporary(
-                    out / "tokenizer.json", lambda f: f.write(encoder.tokenizer_json.encode("utf-8")))
-            written[out / "meta.pkl"] = fileio._write_temporary(out / "meta.pkl", lambda f: f.write(pickle.dumps(meta)))
-        except BaseException:
-            for tmp in written.values():
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
-            raise
-        # meta.pkl last: a kill between the renames leaves a set that check_dataset refuses
-        for path, tmp in written.items():
-            os.replace(tmp, path)
+    # meta.pkl is written, so renamed, last: a kill between the renames leaves a set check_dataset refuses
+    with directory_lock(out, key="dataset directory"), fileio.replaced_together() as write:
+        # both token files are open at once, for one pass over the corpus
+        write(out / "train.bin", lambda train: write(out / "val.bin", lambda val: encode_into({"train": train, "val": val})))
+        if min(counts.values()) == 0:
+            raise DataError(f"the {'train' if counts['train'] == 0 else 'val'} split has no tokens; "
+                            "give more text or another val_fraction")
+        meta = {**encoder.meta(), "dtype": dtype, "characters": dict(characters),
+                "leangpt_files": {f"{s}.bin": files[s].fingerprint() for s in ("train", "val")}}
+        if tokenizer == "bpe":
+            write(out / "tokenizer.json", lambda f: f.write(encoder.tokenizer_json.encode("utf-8")))
+        write(out / "meta.pkl", lambda f: f.write(pickle.dumps(meta)))
     return {"tokenizer": tokenizer, "vocab_size": encoder.vocab_size, "dtype": dtype,
             "train_tokens": counts["train"], "val_tokens": counts["val"]}
 

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import torch
 
+from .config import GPT2_WEIGHTS
 from .errors import LeanGPTError
 from .model import GPTConfig
 
-GPT2_NAMES = {"gpt2": "gpt2", "gpt2-medium": "gpt2-medium", "gpt2-large": "gpt2-large", "gpt2-xl": "gpt2-xl"}
 CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 GELUS = {"gelu_new": "tanh", "gelu_pytorch_tanh": "tanh", "gelu": "exact"}
 
@@ -41,8 +41,8 @@ def hub_cache() -> Path:
 
 def find_weights(init_from: str) -> Path:
     """The directory of config.json and the weights that `init_from` names."""
-    if init_from in GPT2_NAMES:
-        name = GPT2_NAMES[init_from]
+    if init_from in GPT2_WEIGHTS:
+        name = init_from
         for repo in (f"openai-community/{name}", name):
             folder = hub_cache() / ("models--" + repo.replace("/", "--"))
             snapshot = _snapshot(folder)

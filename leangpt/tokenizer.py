@@ -58,11 +58,6 @@ class CharTokenizer:
     def from_text(cls, text: str) -> "CharTokenizer":
         return cls.from_chars(text)
 
-    @classmethod
-    def from_meta(cls, meta_path) -> "CharTokenizer":
-        from .data import load_meta
-        return tokenizer_from_meta(load_meta(meta_path))
-
     @property
     def vocab_size(self) -> int:
         return len(self.stoi)
@@ -202,11 +197,17 @@ def tokenizer_from_meta(meta: dict):
     return BPETokenizer(meta["tokenizer_json"])
 
 
-def same_vocabulary(a: dict, b: dict) -> bool:
-    """Two metas give every id the same meaning (the files' fingerprints aside)."""
-    keys = ("tokenizer", "vocab_size", "stoi", "tokenizer_json")
-    return all(a.get(k) == b.get(k) for k in keys) if a.get("tokenizer", "char") == b.get("tokenizer", "char") \
-        else False
+def vocabulary_difference(saved: dict, meta: dict) -> str:
+    """Why ids of `saved`'s vocabulary mean other things in `meta`'s ("" when they mean the same)."""
+    kind, saved_kind = meta.get("tokenizer", "char"), saved.get("tokenizer", "char")
+    if kind != saved_kind:
+        return f"it was trained on {saved_kind} tokens, the dataset is tokenized by {kind}"
+    if kind == "char":
+        differ = sum(saved["stoi"].get(ch) != i for ch, i in meta["stoi"].items())
+        return f"{differ} of its {meta['vocab_size']} characters have other ids" if differ else ""
+    if kind == "bpe" and saved.get("tokenizer_json") != meta.get("tokenizer_json"):
+        return "its bpe tokenizer is another one than the dataset's"
+    return ""
 
 
 def check_tokenizer_meta(meta: dict, source: str) -> None:

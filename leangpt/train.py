@@ -274,12 +274,11 @@ def report_optimizer_state(t: Trainer) -> None:
 def tokens_per_character(state) -> dict:
     """The dataset's tokenizer and its val split's characters per token, which turn a loss per
     token into one per character (a loss of a character model and of a BPE model compare only so)."""
-    meta = state.meta
-    kind = meta.get("tokenizer", "char")
-    chars = (meta.get("characters") or {}).get("val") if kind != "char" else None
-    val = state.samplers["eval_val"]
-    per_token = 1.0 if kind == "char" else (chars / val.n_tokens if isinstance(chars, int) and val.n_tokens else None)
-    return {"tokenizer": kind, "val_chars_per_token": per_token}
+    kind = state.meta.get("tokenizer", "char")
+    if kind == "char":
+        return {"tokenizer": kind, "val_chars_per_token": 1.0}
+    chars = (state.meta.get("characters") or {}).get("val")  # None for nanoGPT's data, which records none
+    return {"tokenizer": kind, "val_chars_per_token": chars / state.samplers["eval_val"].n_tokens if chars else None}
 
 
 def report_step_memory(t: Trainer, b) -> None:

@@ -16,7 +16,7 @@ from . import checkpoint
 from .checkpoint import CheckpointError
 from .data import BatchSampler
 from .pretrained import is_pretrained
-from .tokenizer import same_vocabulary
+from .tokenizer import vocabulary_difference
 from .device import available_ram
 from .errors import LeanGPTError
 from .model import ARCHITECTURE_KEYS, GPT, model_config_from
@@ -67,18 +67,10 @@ def build_model(config, ckpt: dict | None, ckpt_path: Path, meta: dict, log):
     if saved.vocab_size != vocab_size and not gpt2_fits:
         raise CheckpointError(f"{ckpt_path} has vocab_size={saved.vocab_size} but dataset "
                               f"{config.dataset!r} has {vocab_size}")
-    saved_meta = ckpt.get("meta")
-    if saved_meta is not None and saved_meta.get("tokenizer", "char") != meta.get("tokenizer", "char"):
-        raise CheckpointError(f"{ckpt_path} was trained on {saved_meta.get('tokenizer', 'char')} tokens but dataset "
-                              f"{config.dataset!r} is tokenized by {meta.get('tokenizer', 'char')}")
-    if saved_meta is not None and not same_vocabulary(saved_meta, meta) and "stoi" not in meta:
-        raise CheckpointError(f"{ckpt_path} was trained with another {meta['tokenizer']} vocabulary than dataset "
-                              f"{config.dataset!r}'s")
-    saved_stoi = (saved_meta or {}).get("stoi")
-    if saved_stoi is not None and saved_stoi != meta["stoi"]:
-        differ = sum(saved_stoi.get(ch) != i for ch, i in meta["stoi"].items())
+    difference = vocabulary_difference(ckpt["meta"], meta) if ckpt.get("meta") is not None else ""
+    if difference:
         raise CheckpointError(f"{ckpt_path} was trained on another vocabulary than dataset {config.dataset!r} "
-                              f"({differ} of its {vocab_size} characters have other ids)")
+                              f"({difference})")
     keys = [k for k in ARCHITECTURE_KEYS if k != "vocab_size"]
     changed = [k for k in keys if getattr(saved, k) != getattr(config, k)]
     if changed:

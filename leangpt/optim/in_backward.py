@@ -30,8 +30,8 @@ BUCKET_BYTES = 1 << 20  # 1 MiB of gradient: GPT-2's matrices step alone, LayerN
 
 
 class StepInBackward:
-    def __init__(self, optimizer: torch.optim.Optimizer, build_one, bucket_bytes: int | None = None):
-        """`build_one(group)` makes the stepping optimizer for a copy of one group (whose params
+    def __init__(self, optimizer: torch.optim.Optimizer, build_group, bucket_bytes: int | None = None):
+        """`build_group(group)` makes the stepping optimizer for a copy of one group (whose params
         are then swapped for the ones ready to step)."""
         bucket_bytes = BUCKET_BYTES if bucket_bytes is None else bucket_bytes
         if bucket_bytes < 0:
@@ -44,7 +44,7 @@ class StepInBackward:
         self._snapshot: list[dict] = []
         self._stepped: dict[int, dict] = {}
         self._group_of: dict[int, int] = {}  # id(parameter) -> its group's index
-        self._stepping = [build_one({**group, "params": list(group["params"])}) for group in optimizer.param_groups]
+        self._stepping = [build_group({**group, "params": list(group["params"])}) for group in optimizer.param_groups]
         self._buckets: list[list[torch.Tensor]] = [[] for _ in optimizer.param_groups]
         self._bucket_bytes = [0] * len(optimizer.param_groups)
         self._flush_queued = False
