@@ -1,11 +1,11 @@
-"""The `leangpt` console script: prepare | train | sample | convert | sweep | report."""
+"""The `leangpt` console script: prepare | train | sample | convert | sweep | report | memory | export."""
 
 from __future__ import annotations
 
 import os
 import sys
 
-from .config import ConvertConfig, PrepareConfig, SampleConfig, TrainConfig, parse_config
+from .config import ConvertConfig, ExportConfig, PrepareConfig, SampleConfig, TrainConfig, parse_config
 
 from .errors import LeanGPTError
 
@@ -18,6 +18,7 @@ commands:
   convert   MHA checkpoint -> GQA checkpoint (--in_dir --out_dir --n_headgroup)
   sweep     train a grid of variants and write a report (--grid=KEY=V1,V2 ...)
   report    rebuild a sweep's report from its runs' metrics (leangpt report SWEEP_DIR)
+  export    a sharded fsdp=True checkpoint -> one ckpt.pt for sample, convert and nanoGPT (--out_dir)
   memory    where the bytes of a training step go, estimated for any size (--grid, --json, --measure=True)
 """
 
@@ -59,13 +60,20 @@ def _report(argv):
     return report_main(argv)
 
 
+def _export(argv):
+    from .sharded_checkpoint import export
+    config = parse_config(ExportConfig, argv)
+    export(config.out_dir, config.ckpt)
+
+
 def _memory(argv):
     from .memory import memory_main
     return memory_main(argv)
 
 
 COMMANDS = {"prepare": _prepare, "train": _train, "sample": _sample, "convert": _convert,
-            "sweep": _sweep, "report": _report, "memory": _memory}
+            "sweep": _sweep, "report": _report, "memory": _memory,
+            "export": _export}
 
 
 def _memory_config():
@@ -74,7 +82,7 @@ def _memory_config():
 
 
 CONFIGS = {"prepare": PrepareConfig, "train": TrainConfig, "sample": SampleConfig, "convert": ConvertConfig,
-           "sweep": TrainConfig, "memory": _memory_config}
+           "sweep": TrainConfig, "memory": _memory_config, "export": ExportConfig}
 
 
 USAGES = {

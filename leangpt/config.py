@@ -84,6 +84,7 @@ class _SharedTrainKeys:
     compile: bool = True
     seed: int = 1337
     zero: bool = False
+    fsdp: bool = False  # leangpt: shard weights, gradients and optimizer state with FSDP2 (under torchrun)
     dist_timeout: float = 300.0  # seconds a rank waits for the others before it gives up (torch's gloo default: 1800)
 
     def validate(self) -> None:
@@ -133,10 +134,28 @@ class _SharedTrainKeys:
         _require(self.loss_chunk_size >= 1, "loss_chunk_size", self.loss_chunk_size, "must be >= 1")
         if self.optimizer_in_backward:
             self._validate_in_backward()
+        if self.fsdp:
+            self._validate_fsdp()
         for key in variants.KEYS:  # the optimizers' own keys, checked by the rule each declares
             problem = key.check(getattr(self, key.name))
             if problem:
                 raise ConfigError(f"{key.name}={getattr(self, key.name)!r} {problem}")
+
+    def _validate_fsdp(self) -> None:
+        """What FSDP2's shards cannot run exactly: each is one line naming the key."""
+        variant = variants.VARIANTS[self.optimizer_variant]
+        if variant.fsdp_refusal:
+            raise ConfigError(f"fsdp=True cannot run optimizer_variant={self.optimizer_variant} exactly: "
+                              f"{variant.fsdp_refusal}; pick a variant that runs on shards (docs/distributed.md) "
+                              "or pass --fsdp=False")
+        if self.zero:
+            raise ConfigError("fsdp=True already shards the optimizer state (and the weights and gradients): "
+                              "pass --zero=False")
+        if self.optimizer_in_backward:
+            raise ConfigError("fsdp=True cannot step each weight inside the backward pass (its gradient shard "
+                              "arrives after the pass's reduce-scatter): pass --optimizer_in_backward=False")
+        if self.dtype == "float16":
+            raise ConfigError("fsdp=True cannot run float16's loss scaling: pass --dtype=bfloat16 or --dtype=float32")
 
     def _validate_in_backward(self) -> None:
         """What a step inside the backward pass cannot do: each is one line naming what to pass."""
@@ -451,3 +470,15 @@ def parse_grid_args(argv: list[str], cls: type = TrainConfig) -> tuple[TrainConf
     combos = [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
     runs = [{**variant, **combo} for variant in variants for combo in combos]
     return base, runs, Path(sweep_dir)
+
+
+@dataclass
+class ExportConfig:
+    """Everything `leangpt export` reads: a sharded checkpoint (fsdp=True) -> one ckpt.pt."""
+
+    out_dir: str = "out"
+    ckpt: str = "ckpt"  # NAME: reads out_dir/NAME.dcp, writes out_dir/NAME.pt (best: the best-val weights)
+
+    def validate(self) -> None:
+        _require(bool(self.out_dir), "out_dir", self.out_dir, "must not be empty")
+        _require(self.ckpt in ("ckpt", "best"), "ckpt", self.ckpt, "must be ckpt or best")

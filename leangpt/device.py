@@ -20,6 +20,7 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 class Runtime:
     device: str  # e.g. "cpu", "cuda:0"
     dtype: str  # "float32", "bfloat16" or "float16"
+    weights_cast: bool = False  # FSDP2's mixed-precision policy gathers the weights in `dtype` already
 
     @property
     def device_type(self) -> str:
@@ -27,7 +28,7 @@ class Runtime:
 
     def autocast(self):
         """Mixed precision for the forward pass; parameters and optimizer state stay float32."""
-        if self.dtype == "float32":
+        if self.dtype == "float32" or self.weights_cast:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device_type, dtype=DTYPES[self.dtype])
 

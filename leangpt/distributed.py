@@ -16,6 +16,7 @@ class Distributed:
     rank: int = 0
     local_rank: int = 0
     world_size: int = 1
+    group: bool = False  # a process group was joined (fsdp=True joins one of a single rank too)
 
     @property
     def enabled(self) -> bool:
@@ -44,9 +45,12 @@ class Distributed:
 
 def setup_distributed(config) -> tuple[Distributed, str]:
     """Join the process group when launched by torchrun; return it and the device to use."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or "RANK" not in os.environ:
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    # FSDP's sharded checkpoints and steps are the same for one rank as for many: torchrun with one
+    # process joins a group too, so a run can move between world sizes
+    if "RANK" not in os.environ or (world_size <= 1 and not getattr(config, "fsdp", False)):
         return Distributed(), config.device
-    dist = Distributed(int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", 0)), int(os.environ["WORLD_SIZE"]))
+    dist = Distributed(int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", 0)), world_size, group=True)
     use_cuda = (auto_device() if config.device == "auto" else config.device).startswith("cuda")
     backend = config.backend if config.backend != "auto" else ("nccl" if use_cuda else "gloo")
     device = config.device

@@ -230,8 +230,16 @@ def step_memory(config: MemoryConfig, vocab_size: int | None = None) -> MemoryBr
     vocab_size = vocab_size or resolve_vocab_size(config)
     runtime = resolve(config.device, config.dtype) if config.measure else resolve("cpu", _cpu_dtype(config.dtype), check_speed=False)
     grad_accum = config.simulated_micro_batches
-    with _tensor_mode(fake=not config.measure):
+    with _process_group(config, runtime) if config.fsdp else contextlib.nullcontext() as mesh, \
+            _tensor_mode(fake=not config.measure):
         model = _model_for(config, vocab_size, runtime.device)
+        if config.fsdp:
+            from .fsdp import shard_model
+            # as the target device runs it: a CUDA config's bfloat16 is FSDP's policy, not autocast
+            target = auto_device() if config.device == "auto" else config.device
+            policy = target.startswith("cuda") and runtime.dtype == "bfloat16"
+            runtime = dataclasses.replace(runtime, weights_cast=policy)
+            shard_model(model, runtime, mesh, mixed_precision=policy)
         model.activation_checkpointing = config.activation_checkpointing
         model.loss_chunk_size = config.loss_chunk_size if config.chunked_loss else 0
         model.train()
@@ -249,7 +257,8 @@ def step_memory(config: MemoryConfig, vocab_size: int | None = None) -> MemoryBr
             optimizer_update(model, optimizer, scaler, config.grad_clip, phase=phase)
 
         params = list(model.parameters())
-        buckets = _ddp_gradient_buckets(params, runtime.device) if config.world_size > 1 else None
+        ddp = config.world_size > 1 and not config.fsdp
+        buckets = _ddp_gradient_buckets(params, runtime.device) if ddp else None
         one_step()  # creates the optimizer state
         with MemoryTracker(params, optimizer) as tracker:
             if buckets is not None:
@@ -257,6 +266,37 @@ def step_memory(config: MemoryConfig, vocab_size: int | None = None) -> MemoryBr
             one_step(tracker.phase)
             tracker.phase("done")
         return tracker.breakdown()
+
+
+@contextlib.contextmanager
+def _process_group(config: MemoryConfig, runtime):
+    """The ranks FSDP shards over. An estimate makes a fake group of world_size ranks in this one
+    process (collectives move no data; what FSDP allocates for them is what it allocates for real):
+    the numbers are rank 0's, whose shards are the largest. A measurement runs under torchrun."""
+    import os
+    dist = torch.distributed
+    if dist.is_initialized():
+        if dist.get_world_size() != config.world_size:
+            raise ConfigError(f"world_size={config.world_size} but this process group has {dist.get_world_size()} ranks")
+        yield _mesh(config, runtime)
+        return
+    if config.measure:
+        if "RANK" not in os.environ:
+            raise ConfigError("measure=True with fsdp=True runs the real step on every rank: launch with "
+                              f"torchrun --standalone --nproc_per_node={config.world_size} -m leangpt memory ...")
+        dist.init_process_group("gloo")
+    else:
+        from torch.testing._internal.distributed.fake_pg import FakeStore
+        dist.init_process_group("fake", store=FakeStore(), rank=0, world_size=config.world_size)
+    try:
+        yield _mesh(config, runtime)  # made outside fake tensors: building a mesh reads real values
+    finally:
+        dist.destroy_process_group()
+
+
+def _mesh(config: MemoryConfig, runtime):
+    from torch.distributed.device_mesh import init_device_mesh
+    return init_device_mesh(runtime.device_type, (config.world_size,))
 
 
 def generation_memory(config: MemoryConfig, vocab_size: int | None = None) -> MemoryBreakdown:

@@ -32,6 +32,8 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
+from .optim.shards import is_sharded
+
 CATEGORIES = ("params", "grads", "optimizer_state", "kv_cache", "activations", "temporaries")
 _PRIORITY = {name: i for i, name in enumerate(CATEGORIES)}
 
@@ -85,6 +87,8 @@ class MemoryTracker(TorchDispatchMode):
 
     # ------------------------------------------------------------------ bookkeeping
     def _register(self, tensor: torch.Tensor) -> int | None:
+        if is_sharded(tensor):  # an FSDP shard: what this rank stores is its local block
+            tensor = tensor.to_local()
         try:
             storage = tensor.untyped_storage()
         except (RuntimeError, NotImplementedError):  # sparse or storage-less tensors

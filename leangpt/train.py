@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from . import checkpoint
+from . import checkpoint, sharded_checkpoint
 from .checks import other_configuration, resume_changes, setting_notes
 from .config import TrainConfig
 from .data import BatchSampler, dataset_paths, load_dataset_meta
@@ -33,11 +33,13 @@ from .distributed import Distributed, is_communication_error, setup_distributed
 from .errors import ConfigError
 from .fileio import atomic_write_json, directory_lock
 from .formatting import format_bytes, format_duration
+from .fsdp import shard_model, uses_mixed_precision_policy
 from .memtrack import MemoryTracker
 from .metrics import MetricsLogger, RunRecords
 from .optim import COMPILED_STEP_VARIANTS, adamw_state_bytes, build_optimizer, load_variant, state_bytes
 from .step import forward_backward, optimizer_update
-from .trainstate import TrainingError, TrainState, build_model, new_samplers, restore, save
+from .trainstate import (TrainingError, TrainState, apply_current_settings, build_model, check_optimizer_variant,
+                         new_samplers, restore, save)
 
 __all__ = ["train", "get_lr", "TrainingError"]
 
@@ -138,8 +140,10 @@ def _until_done(event: threading.Event):
 
 def interrupt(t: Trainer) -> str:
     """Checkpoint the state as of the last whole iteration and say how to continue."""
-    save(t.state, t.config, t.dist, t.out_dir / "ckpt.pt", eval_done=False)
-    t.log(f"interrupted at iter {t.state.iter_num}: checkpoint written to {t.out_dir / 'ckpt.pt'}; "
+    path = t.out_dir / "ckpt.pt"
+    save(t.state, t.config, t.dist, path, eval_done=False)
+    written = sharded_checkpoint.sharded_path(path) if t.config.fsdp else path
+    t.log(f"interrupted at iter {t.state.iter_num}: checkpoint written to {written}; "
           "continue with --init_from=resume")
     return "interrupted"
 
@@ -235,7 +239,7 @@ def train_step(t: Trainer, stop: dict, track: bool = False):
     with tracker or contextlib.nullcontext():
         phase = tracker.phase if tracker else (lambda _: None)
         loss = forward_backward(t.model, sampler.next_batch, t.grad_accum, t.runtime, t.scaler,
-                                ddp=t.dist.enabled, phase=phase, optimizer=state.optimizer,
+                                ddp=t.dist.enabled and not t.config.fsdp, phase=phase, optimizer=state.optimizer,
                                 grad_clip=t.config.grad_clip, should_stop=lambda: stop_agreed(t, stop))
         if loss is None:
             state.optimizer.zero_grad(set_to_none=True)
@@ -353,7 +357,7 @@ def train(config: TrainConfig, log=print) -> dict:
         # rank 0 alone writes out_dir, so it alone holds the lock
         with directory_lock(config.out_dir) if dist.master else contextlib.nullcontext(), stop_on_signals() as stop:
             result = run_loop(setup(config, dist, device, log if dist.master else (lambda *_: None)), stop)
-        if dist.enabled:  # no rank tears its connections down while another still works (gloo aborts)
+        if dist.group:  # no rank tears its connections down while another still works (gloo aborts)
             torch.distributed.barrier()
         return result
     except RuntimeError as exc:  # torch.distributed.DistError is a RuntimeError
@@ -363,7 +367,7 @@ def train(config: TrainConfig, log=print) -> dict:
         raise TrainingError(f"rank {dist.rank} lost contact with the other ranks ({message[:300]}); "
                             f"a rank stopped or hung for over dist_timeout={config.dist_timeout:g}s") from None
     finally:
-        if dist.enabled:
+        if dist.group:
             torch.distributed.destroy_process_group()
 
 
@@ -371,6 +375,8 @@ def setup(config: TrainConfig, dist: Distributed, device: str, log) -> Trainer:
     """Device, data, model and optimizer (from the checkpoint when resuming), the step's wrappers,
     and the run's files."""
     runtime = resolve(device, config.dtype)
+    if config.fsdp:
+        runtime = _check_fsdp(dist, runtime)
     if config.compile:
         check_compile(runtime.device_type)
     if config.optimizer_in_backward:
@@ -384,7 +390,9 @@ def setup(config: TrainConfig, dist: Distributed, device: str, log) -> Trainer:
         raise ConfigError(f"init_from={config.init_from!r} loads GPT-2 weights, which read GPT-2 token ids, but dataset "
                           f"{config.dataset!r} is {meta.get('tokenizer', 'char')}-tokenized: prepare it with "
                           "leangpt prepare --tokenizer=gpt2")
-    torch.manual_seed(config.seed + dist.rank)
+    # FSDP keeps each rank's own shard of the weights it was built with (DDP broadcasts rank 0's):
+    # every rank then builds the model from the same seed, and draws dropout from its own below
+    torch.manual_seed(config.seed + (0 if config.fsdp else dist.rank))
 
     load_variant(config.optimizer_variant)  # a missing library fails here, before any work
     # the data can refuse a block_size at once, before a model that size is built (on resume the
@@ -392,15 +400,24 @@ def setup(config: TrainConfig, dist: Distributed, device: str, log) -> Trainer:
     samplers = new_samplers(paths, config, dist.rank, dist.world_size, meta) \
         if config.init_from == "scratch" else None  # GPT-2 weights: after the model, whose vocabulary bounds the ids
     ckpt_path = Path(config.out_dir) / "ckpt.pt"
-    ckpt = checkpoint.load(ckpt_path) if config.init_from == "resume" else None
+    ckpt = None
+    if config.init_from == "resume":
+        ckpt = sharded_checkpoint.load_extras(ckpt_path) if config.fsdp else checkpoint.load(ckpt_path)
     model, config = build_model(config, ckpt, ckpt_path, meta, log)
     _log_setting_notes(config, ckpt, dist, log)
     model.to(runtime.device)
     if config.zero and not dist.enabled:
         raise ConfigError("zero=True shards optimizer state across processes: launch with torchrun and >= 2 processes")
+    if config.fsdp:  # before the optimizer: one built over the unsharded weights would train nothing
+        shard_model(model, runtime)
+        torch.manual_seed(config.seed + dist.rank)
     state = TrainState(model, build_optimizer(model, config, zero=config.zero),
                        samplers or new_samplers(paths, config, dist.rank, dist.world_size, meta,
                                                 model.config.vocab_size), meta)
+    if ckpt is not None and config.fsdp:
+        check_optimizer_variant(ckpt, config)
+        sharded_checkpoint.load_sharded(model, state.optimizer, ckpt_path)
+        apply_current_settings(state.optimizer, config, model)
     if ckpt is not None:
         restore(state, ckpt, ckpt_path, config, dist.rank, dist.world_size, log)
     del ckpt  # free the loaded tensors
@@ -413,7 +430,7 @@ def setup(config: TrainConfig, dist: Distributed, device: str, log) -> Trainer:
             "; on a CPU that can be many minutes before the first step, and nanoGPT's own advice for CPUs is "
             "--compile=False (Ctrl-C stops at once until the first step is done)" if runtime.device_type == "cpu" else ""))
         step_model = torch.compile(model)
-    if dist.enabled:
+    if dist.enabled and not config.fsdp:
         # the gradients are views into DDP's all-reduce buckets: no second gradient-sized buffer
         step_model = DDP(step_model, device_ids=[dist.local_rank] if runtime.device_type == "cuda" else None,
                          gradient_as_bucket_view=True)
@@ -437,6 +454,18 @@ def heartbeat(done: threading.Event, log, what: str, every_s: float = 30.0) -> N
             log(f"{what}: {format_duration(time.time() - started)} so far")
 
     threading.Thread(target=beat, daemon=True, name="leangpt-heartbeat").start()
+
+
+def _check_fsdp(dist: Distributed, runtime: Runtime) -> Runtime:
+    """What only the launch and the device tell (the config refused the rest); the runtime that
+    lets FSDP2's mixed-precision policy, not autocast, cast the weights where it applies."""
+    if not dist.group:
+        raise ConfigError("fsdp=True shards the model across the processes torchrun starts: launch with "
+                          "torchrun --standalone --nproc_per_node=N train.py ... (N may be 1)")
+    if runtime.dtype == "float16":
+        raise ConfigError("fsdp=True cannot run float16's loss scaling (dtype=auto picks float16 on this GPU): "
+                          "pass --dtype=bfloat16 or --dtype=float32")
+    return dataclasses.replace(runtime, weights_cast=uses_mixed_precision_policy(runtime))
 
 
 def _check_in_backward(dist: Distributed, runtime: Runtime) -> None:

@@ -76,6 +76,8 @@ def build_model(config, ckpt: dict | None, ckpt_path: Path, meta: dict, log):
     if changed:
         log("resuming with the checkpoint's architecture: " + ", ".join(f"{k}={getattr(saved, k)}" for k in changed))
     config = dataclasses.replace(config, **{k: getattr(saved, k) for k in keys})
+    if "model" not in ckpt:  # a sharded checkpoint's record: its weights load once the model is sharded
+        return _allocate(dataclasses.replace(saved, dropout=config.dropout, attn_impl=config.attn_impl)), config
     return checkpoint.load_model(ckpt, ckpt_path, dropout=config.dropout, attn_impl=config.attn_impl), config
 
 
@@ -146,14 +148,23 @@ def _counters(ckpt: dict, path: Path) -> tuple[int, float]:
 def _restore_optimizer(optimizer, ckpt: dict, config, model: GPT) -> None:
     """The checkpoint's moments, with the hyper-parameters the command line gives now (betas, eps,
     weight decay, ...: load_state_dict would bring back the checkpoint's; resume_changes names them)."""
-    saved_variant = (ckpt.get("config") or {}).get("optimizer_variant", "adamw")
-    if saved_variant != config.optimizer_variant:
-        raise CheckpointError(f"the checkpoint's optimizer state is {saved_variant}, not optimizer_variant="
-                              f"{config.optimizer_variant}; resume with --optimizer_variant={saved_variant}")
+    check_optimizer_variant(ckpt, config)
     try:
         optimizer.load_state_dict(ckpt["optimizer"])
     except (ValueError, KeyError, RuntimeError) as exc:
         raise CheckpointError(f"the checkpoint's optimizer state does not fit this model: {exc}") from None
+    apply_current_settings(optimizer, config, model)
+
+
+def check_optimizer_variant(ckpt: dict, config) -> None:
+    saved_variant = (ckpt.get("config") or {}).get("optimizer_variant", "adamw")
+    if saved_variant != config.optimizer_variant:
+        raise CheckpointError(f"the checkpoint's optimizer state is {saved_variant}, not optimizer_variant="
+                              f"{config.optimizer_variant}; resume with --optimizer_variant={saved_variant}")
+
+
+def apply_current_settings(optimizer, config, model: GPT) -> None:
+    """The hyper-parameters the command line gives now, over those a loaded state brought back."""
     cls, groups, kwargs = optimizer_spec(model, config)
     fresh = cls(groups, **kwargs)  # holds no state yet: read for the settings each group gets now
     for group, fresh_group in zip(optimizer.param_groups, fresh.param_groups):
@@ -163,28 +174,43 @@ def _restore_optimizer(optimizer, ckpt: dict, config, model: GPT) -> None:
 
 def save(state: TrainState, config, dist, path: Path, eval_done: bool) -> None:
     """Write `state` to `path` atomically. Called on every rank: ZeRO's state shards and the ranks'
-    RNG states are gathered to rank 0, which alone writes."""
-    # every rank holds the same weights, so every rank stops here together, before a collective
-    if not all(torch.isfinite(p).all() for p in state.model.parameters()):
-        raise TrainingError(f"the weights are not finite at iter {state.iter_num}; {path.name} was not written "
+    RNG states are gathered to rank 0, which alone writes; under FSDP every rank writes its shards
+    (sharded_checkpoint.py)."""
+    if config.fsdp:
+        from .sharded_checkpoint import save_sharded, sharded_path, weights_finite
+        finite, where = weights_finite(state.model, dist), sharded_path(path)
+    else:
+        # every rank holds the same weights, so every rank stops here together, before a collective
+        finite, where = all(torch.isfinite(p).all() for p in state.model.parameters()), path
+    if not finite:
+        raise TrainingError(f"the weights are not finite at iter {state.iter_num}; {where.name} was not written "
                             f"(the last checkpoint in {path.parent} is intact)")
     rng_per_rank = dist.gather(checkpoint.rng_state())
+    if config.fsdp:
+        save_sharded(state, config, dist, path, eval_done, _resume_record(state, config, rng_per_rank))
+        return
     if config.zero:
         state.optimizer.consolidate_state_dict(to=0)
     if not dist.master:
         return
-    meta = state.meta
     checkpoint.save_atomic({
         "format": "leangpt-1",
         "model": state.model.state_dict(),
         "optimizer": state.optimizer.state_dict(),
+        **_resume_record(state, config, rng_per_rank),
+        "eval_done": eval_done,
+    }, path)
+
+
+def _resume_record(state: TrainState, config, rng_per_rank: list) -> dict:
+    """Everything a checkpoint holds besides the weights and the optimizer state."""
+    return {
         **checkpoint.model_args(state.model.config),
         "config": dataclasses.asdict(config),
         "iter_num": state.iter_num,
         "best_val_loss": state.best_val_loss,
-        "eval_done": eval_done,
         "rng": rng_per_rank[0],
         "rng_per_rank": rng_per_rank,
         "samplers": {name: s.state_dict() for name, s in state.samplers.items()},
-        "meta": {k: v for k, v in meta.items() if k != "leangpt_files"},  # the tokenizer: a checkpoint decodes alone
-    }, path)
+        "meta": {k: v for k, v in state.meta.items() if k != "leangpt_files"},  # the tokenizer: a checkpoint decodes alone
+    }

@@ -64,6 +64,8 @@ class Variant:
     compiled_step: bool = False  # its step is torch.compile'd: the memory tracker cannot see into it
     # why its update cannot run one parameter at a time inside the backward pass ("" where it can)
     in_backward_refusal: str = ""
+    # why it cannot run exactly on FSDP2's row shards ("" where it can: docs/distributed.md says how)
+    fsdp_refusal: str = ""
 
     @property
     def in_backward(self) -> bool:
@@ -102,44 +104,54 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
     Variant("adamsnsm", "leangpt.optim.adamsnsm:spec", "leangpt (ours)", 5e-2, ADAMW, (
         Key("adamsnsm_rank", int, 128, "count"),  # subspace the momentum lives in, per 2-D weight
         Key("adamsnsm_update_proj_gap", int, 200, "count"),  # steps between SVD refreshes (momentum restarts)
-    )),
+    ), fsdp_refusal="its SVD projection of each weight matrix needs the whole matrix, which no rank holds"),
     Variant("muon", "leangpt.optim.muon:spec", "torch.optim.Muon + AdamW", 5e-3, ADAMW, (
         Key("muon_momentum", float, 0.95, "unit"),
         Key("muon_nesterov", bool, True),
         Key("muon_ns_steps", int, 5, "ns_steps"),  # Newton-Schulz iterations
         # leangpt's default: one lr serves the Muon and the AdamW parts
         Key("muon_adjust_lr_fn", Literal["match_rms_adamw", "original"], "match_rms_adamw"),
-    ), requires="leangpt.optim.muon:require_muon"),
+    ), requires="leangpt.optim.muon:require_muon",
+       fsdp_refusal="its Newton-Schulz iteration orthogonalizes each whole matrix, which no rank holds"),
     Variant("lion", f"{FIELD}:lion_spec", "pytorch-optimizer", 5e-4, ("weight_decay",), (
         Key("lion_beta1", float, 0.9, "unit"),
         Key("lion_beta2", float, 0.99, "unit"),
     ), requires=NEEDS_PYTORCH_OPTIMIZER),
     Variant("adam_mini", f"{FIELD}:adam_mini_spec", "pytorch-optimizer", 5e-3, ADAMW,
-            requires=NEEDS_PYTORCH_OPTIMIZER),
+            requires=NEEDS_PYTORCH_OPTIMIZER,
+            fsdp_refusal="the library reshapes each weight into per-head blocks by its whole shape, which a row shard "
+                         "does not have"),
     Variant("came", f"{FIELD}:came_spec", "pytorch-optimizer", 5e-4, ("weight_decay", "beta1", "beta2"), (
         Key("came_beta3", float, 0.9999, "unit"),  # the confidence EMA
         Key("came_clip_threshold", float, 1.0, "finite_positive"),
-    ), requires=NEEDS_PYTORCH_OPTIMIZER),
+    ), requires=NEEDS_PYTORCH_OPTIMIZER,
+       fsdp_refusal="the library's factored column statistics and RMS would run over one shard's rows, not the matrix's"),
     Variant("sm3", f"{FIELD}:sm3_spec", "pytorch-optimizer", 3e-2, (), (  # SM3 has no weight decay
         Key("sm3_momentum", float, 0.0, "unit"),  # > 0 keeps a full-size momentum buffer
         Key("sm3_beta", float, 0.0, "closed_unit"),  # 0: SM3's running max accumulator; > 0: an EMA of it
-    ), requires=NEEDS_PYTORCH_OPTIMIZER),
+    ), requires=NEEDS_PYTORCH_OPTIMIZER,
+       fsdp_refusal="the library's column accumulators take maxima over one shard's rows, not the matrix's"),
     Variant("galore", f"{FIELD}:galore_spec", "pytorch-optimizer", 5e-2, ADAMW, (
         Key("galore_rank", int, 128, "count"),
         Key("galore_update_proj_gap", int, 200, "count"),
         Key("galore_scale", float, 0.25, "finite_positive"),
         Key("galore_proj_type", Literal["std", "reverse_std", "left", "right", "full"], "std"),
-    ), requires=NEEDS_PYTORCH_OPTIMIZER),
+    ), requires=NEEDS_PYTORCH_OPTIMIZER,
+       fsdp_refusal="its SVD projection of each weight matrix needs the whole matrix, which no rank holds"),
     Variant("apollo", f"{FIELD}:apollo_spec", "pytorch-optimizer", 2e-2, (*ADAMW, "seed"), (
         Key("apollo_rank", int, 256, "count"),
         Key("apollo_update_proj_gap", int, 200, "count"),
         Key("apollo_scale", float, 1.0, "finite_positive"),
         Key("apollo_scale_type", Literal["channel", "tensor"], "channel"),
     ), requires=NEEDS_PYTORCH_OPTIMIZER,
-       in_backward_refusal="its step draws every matrix's random projection from one stream in parameter order"),
+       in_backward_refusal="its step draws every matrix's random projection from one stream in parameter order",
+       fsdp_refusal="its random projections and channel norms are drawn and taken over whole matrices, which no "
+                    "rank holds"),
     Variant("adamw8bit", f"{FIELD}:adamw8bit_spec", "torchao", 8e-3, ADAMW, (
         Key("adamw8bit_block_size", int, 256, "count"),
-    ), requires=f"{FIELD}:adamw8bit_class", compiled_step=True),
+    ), requires=f"{FIELD}:adamw8bit_class", compiled_step=True,
+       fsdp_refusal="torchao's compiled 8-bit step fails on FSDP's uneven row shards (a row count the world size does "
+                    "not divide, such as a vocabulary of 65 on 2 ranks)"),
 )}
 
 NAMES = tuple(VARIANTS)

@@ -16,6 +16,10 @@ AdamW exactly, so AdamSN with subset norms off *is* AdamW. The official code dif
 it adds eps before applying the bias correction and applies weight decay after the update.
 Because v sums (not averages) over the subset, steps are smaller than Adam's at the same lr:
 the tuned learning rate is larger (the authors suggest ~10x Adam's).
+
+On FSDP2's shards (rows split across ranks, shards.py) a tall matrix's sums run along its columns,
+which every rank holds whole: they stay local, and v is sharded as the matrix is. A wide matrix's
+sums run down its rows: each rank's partial sums are added across ranks, and v is replicated.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import math
 import torch
 
 from ._common import VectorizedOptimizer, check_betas, check_nonnegative
+from .shards import local, shard_group, sum_over_rows, zeros_like_rows
 
 
 def subset_dim(shape: torch.Size) -> int:
@@ -49,32 +54,38 @@ class AdamSN(VectorizedOptimizer):
             if group["betas"][0] > 0:
                 state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
             if group["subset_norm"] and p.dim() == 2:
-                v_shape = (p.shape[0], 1) if subset_dim(p.shape) == 1 else (1, p.shape[1])
-                state["exp_avg_sq"] = torch.zeros(v_shape, dtype=p.dtype, device=p.device)
+                tall = subset_dim(p.shape) == 1
+                state["exp_avg_sq"] = zeros_like_rows(p, p.shape[0] if tall else None, None if tall else p.shape[1])
             else:
                 state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         return state
 
     def _update(self, group, params, states) -> None:
-        grads = [p.grad for p in params]
+        shards = shard_group(params)
+        shapes = [p.shape for p in params]  # whole shapes: a shard's would pick the wrong dimension
+        grads = [local(p.grad) for p in params]
         beta1, beta2 = group["betas"]
         lr, eps, wd = group["lr"], group["eps"], group["weight_decay"]
         for state in states:
             state["step"] += 1
-        exp_avg_sqs = [s["exp_avg_sq"] for s in states]
+        exp_avg_sqs = [local(s["exp_avg_sq"]) for s in states]
+        params = [local(p) for p in params]
 
         if wd != 0:
             torch._foreach_mul_(params, 1 - lr * wd)
 
-        full = [i for i, v in enumerate(exp_avg_sqs) if v.shape == params[i].shape]
-        subset = [i for i, v in enumerate(exp_avg_sqs) if v.shape != params[i].shape]
+        subset = [i for i, s in enumerate(states) if s["exp_avg_sq"].shape != shapes[i]]
+        full = [i for i in range(len(params)) if i not in set(subset)]
         if full:
             v_full = [exp_avg_sqs[i] for i in full]
             g_full = [grads[i] for i in full]
             torch._foreach_mul_(v_full, beta2)
             torch._foreach_addcmul_(v_full, g_full, g_full, value=1 - beta2)
         if subset:
-            sums = [grads[i].square().sum(dim=subset_dim(grads[i].shape), keepdim=True) for i in subset]
+            sums = [grads[i].square().sum(dim=subset_dim(shapes[i]), keepdim=True) for i in subset]
+            wide = [k for k, i in enumerate(subset) if subset_dim(shapes[i]) == 0]  # sums over sharded rows
+            for k, whole in zip(wide, sum_over_rows([sums[k] for k in wide], shards)):
+                sums[k] = whole
             v_subset = [exp_avg_sqs[i] for i in subset]
             torch._foreach_mul_(v_subset, beta2)
             torch._foreach_add_(v_subset, sums, alpha=1 - beta2)
@@ -85,7 +96,7 @@ class AdamSN(VectorizedOptimizer):
         torch._foreach_div_(denoms, bc2_sqrt)
         torch._foreach_add_(denoms, eps)
         if beta1 > 0:
-            exp_avgs = [s["exp_avg"] for s in states]
+            exp_avgs = [local(s["exp_avg"]) for s in states]
             torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
             step_sizes = [-lr / (1 - beta1 ** t) for t in steps]
             torch._foreach_addcdiv_(params, exp_avgs, denoms, step_sizes)
