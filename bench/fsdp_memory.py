@@ -53,13 +53,23 @@ def counting_collectives(counts: dict):
             return originals[name](*args, **kwargs)
         return call
 
+    from leangpt.optim import shards
+    gather_rows = shards.gather_rows
+
+    def counted_gather(block, p):  # a whole-matrix method's all-gather (Muon's), through DTensor
+        whole = gather_rows(block, p)
+        counts["gather_rows"] = counts.get("gather_rows", 0) + whole.numel() * whole.element_size()
+        return whole
+
     for name in COLLECTIVES:
         setattr(dist, name, counted(name))
+    shards.gather_rows = counted_gather
     try:
         yield counts
     finally:
         for name, fn in originals.items():
             setattr(dist, name, fn)
+        shards.gather_rows = gather_rows
 
 
 def estimate(shape: dict, variant: str, fsdp: bool, stack: bool, **keys) -> tuple[int, dict]:
@@ -109,12 +119,14 @@ def render(rows: list[dict], target: dict) -> str:
                      f"{format_bytes(r['fsdp'])} | {format_bytes(r['fsdp_stack'])} | "
                      f"{r['fsdp_stack'] / r['ddp']:.3f}x |")
     lines += ["", "Bytes one rank hands to each collective in one FSDP step (without the stack):", "",
-              "| model | variant | all-gathered weights | reduce-scattered gradients | optimizer all-reduces |",
-              "|---|---|---:|---:|---:|"]
+              "| model | variant | all-gathered weights | reduce-scattered gradients | optimizer all-reduces | "
+              "optimizer all-gathers |",
+              "|---|---|---:|---:|---:|---:|"]
     for r in rows:
         c = r["communication"]
         lines.append(f"| {r['size']} | {r['variant']} | {format_bytes(c.get('all_gather_single', 0))} | "
-                     f"{format_bytes(c.get('reduce_scatter_single', 0))} | {format_bytes(c.get('all_reduce', 0))} |")
+                     f"{format_bytes(c.get('reduce_scatter_single', 0))} | {format_bytes(c.get('all_reduce', 0))} | "
+                     f"{format_bytes(c.get('gather_rows', 0))} |")
     lines += ["", f"XL shape, Adafactor + activation checkpointing, {WORLD} ranks: DDP {format_bytes(target['ddp'])}, "
               f"FSDP {format_bytes(target['fsdp'])} per rank ({target['fsdp'] / target['ddp']:.3f}x, "
               f"1/{target['ddp'] / target['fsdp']:.1f})."]

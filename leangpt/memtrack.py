@@ -161,7 +161,22 @@ class MemoryTracker(TorchDispatchMode):
                 self._register(t)
         return out
 
+    def __enter__(self):
+        self._unpatch = _follow_fsdp_storage(self._storage_resized)
+        return super().__enter__()
+
+    def _storage_resized(self, tensor: torch.Tensor) -> None:
+        """FSDP2 frees a gathered weight by resizing its storage to 0 bytes and gathers into the
+        same storage again later: end the old record, and start a new one when it has bytes."""
+        index = self._live.pop(id(tensor.untyped_storage()), None)
+        if index is not None:
+            self._records[index].died = self._tick()
+            self._live_bytes -= self._records[index].nbytes
+        if tensor.untyped_storage().nbytes():
+            self._register(tensor)
+
     def __exit__(self, *exc):
+        self._unpatch()
         if self._optimizer is not None:
             self.label("optimizer_state", _state_tensors(self._optimizer))
         result = super().__exit__(*exc)
@@ -177,6 +192,32 @@ class MemoryTracker(TorchDispatchMode):
                 category = r.label or ("activations" if r.phase == "activation" else "temporaries")
                 setattr(out, category, getattr(out, category) + r.nbytes)
         return out
+
+
+def _follow_fsdp_storage(resized) -> callable:
+    """Calls `resized(tensor)` after each storage resize FSDP2 makes (no aten op shows them to a
+    dispatch mode), while FSDP2 is loaded; returns what undoes it. Its helpers are private
+    (torch/distributed/fsdp/_fully_shard/_fsdp_param.py), so a torch without them is left alone."""
+    import sys
+    param = sys.modules.get("torch.distributed.fsdp._fully_shard._fsdp_param")
+    group = sys.modules.get("torch.distributed.fsdp._fully_shard._fsdp_param_group")
+    targets = [(m, name) for m in (param, group) if m is not None
+               for name in ("alloc_storage", "free_storage") if hasattr(m, name)]
+    originals = {(id(m), name): getattr(m, name) for m, name in targets}
+
+    def following(fn):
+        def call(tensor):
+            fn(tensor)
+            resized(tensor)
+        return call
+
+    for m, name in targets:
+        setattr(m, name, following(originals[(id(m), name)]))
+
+    def undo():
+        for m, name in targets:
+            setattr(m, name, originals[(id(m), name)])
+    return undo
 
 
 def _state_tensors(optimizer) -> list[torch.Tensor]:

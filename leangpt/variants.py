@@ -111,8 +111,7 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
         Key("muon_ns_steps", int, 5, "ns_steps"),  # Newton-Schulz iterations
         # leangpt's default: one lr serves the Muon and the AdamW parts
         Key("muon_adjust_lr_fn", Literal["match_rms_adamw", "original"], "match_rms_adamw"),
-    ), requires="leangpt.optim.muon:require_muon",
-       fsdp_refusal="its Newton-Schulz iteration orthogonalizes each whole matrix, which no rank holds"),
+    ), requires="leangpt.optim.muon:require_muon"),
     Variant("lion", f"{FIELD}:lion_spec", "pytorch-optimizer", 5e-4, ("weight_decay",), (
         Key("lion_beta1", float, 0.9, "unit"),
         Key("lion_beta2", float, 0.99, "unit"),

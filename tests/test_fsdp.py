@@ -54,6 +54,12 @@ def single_run(tiny_data, tmp_path_factory, variant, n_headgroup):
     return _single_runs[key]
 
 
+# Muon's Newton-Schulz runs in bfloat16 (torch's): the last-bit differences of gradients summed in
+# another order across 2 ranks flip bfloat16 roundings, measured up to 1.8e-5 apart after 20
+# iterations; on 1 rank, where the sums are the same, it is equal to the bit (the test below)
+TOLERANCE = {"muon": 5e-5}
+
+
 @pytest.mark.parametrize("n_headgroup", [1, 2])
 @pytest.mark.parametrize("variant", EXACT)
 def test_two_sharded_ranks_equal_one_process(tiny_data, tmp_path, tmp_path_factory, variant, n_headgroup):
@@ -62,8 +68,18 @@ def test_two_sharded_ranks_equal_one_process(tiny_data, tmp_path, tmp_path_facto
     reference = single_run(tiny_data, tmp_path_factory, variant, n_headgroup)
     out = str(tmp_path / "fsdp")
     sharded_run(tiny_data, out, 2, optimizer_variant=variant, n_headgroup=n_headgroup)
-    assert_same_losses(metrics(out), reference)
+    assert_same_losses(metrics(out), reference, tol=TOLERANCE.get(variant, 1e-5))
     assert len(reference) == 20 + 3  # every iteration and the evaluations at 0, 10 and 20 were compared
+
+
+@pytest.mark.parametrize("variant", ["muon", "adafactor"])
+def test_one_sharded_rank_equals_one_process_to_the_bit(tiny_data, tmp_path, tmp_path_factory, variant):
+    """On 1 rank the gradients are the one process's: leangpt's sharded Muon step (and Adafactor's
+    reductions) then give torch's Muon's (and the unsharded Adafactor's) losses exactly."""
+    reference = single_run(tiny_data, tmp_path_factory, variant, 2)
+    out = str(tmp_path / "one")
+    sharded_run(tiny_data, out, 1, optimizer_variant=variant, n_headgroup=2)
+    assert metrics(out) == reference
 
 
 def test_the_memory_stack_and_compile_under_fsdp_equal_one_process(tiny_data, tmp_path, tmp_path_factory):

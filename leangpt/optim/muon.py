@@ -8,6 +8,11 @@ RMS, so one learning rate (and one schedule) serves both parts.
 The two torch optimizers share this object's param_groups (each group says which one it belongs to
 with `muon`) and its state, so state_dict / load_state_dict / ZeroRedundancyOptimizer see one
 ordinary torch.optim.Optimizer.
+
+On FSDP2's row shards torch's Muon cannot run (Newton-Schulz needs the whole matrix, and it fails
+on DTensors), so `_sharded_muon_step` does its update itself: the momentum stays sharded and
+elementwise, each matrix's update is all-gathered, orthogonalized by torch's own Newton-Schulz on
+every rank (the same input gives the same output everywhere) and each rank keeps its rows.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ import torch
 from torch.optim import Optimizer
 
 from ..errors import MissingDependency
+from . import shards
+from .shards import local, row_offset, shard_group
 
 
 def require_muon(variant: str = "muon") -> type:
@@ -48,11 +55,38 @@ class MuonWithAdamW(Optimizer):
                 loss = closure()
         # load_state_dict replaces this object's groups and state: point the inner ones at them anew
         for inner, is_muon in ((self._muon, True), (self._adamw, False)):
-            if inner is not None:
+            if inner is not None and is_muon and shard_group(self._muon_params()) is not None:
+                for group in self.param_groups:
+                    if group.get("muon"):
+                        self._sharded_muon_step(group)
+            elif inner is not None:
                 inner.param_groups = [g for g in self.param_groups if bool(g.get("muon")) == is_muon]
                 inner.state = self.state
                 inner.step()
         return loss
+
+    def _muon_params(self) -> list:
+        return [p for g in self.param_groups if g.get("muon") for p in g["params"]]
+
+    def _sharded_muon_step(self, group: dict) -> None:
+        """torch.optim.Muon's update (torch/optim/_muon.py: _single_tensor_muon) on row shards."""
+        from torch.optim._muon import _adjust_lr, _zeropower_via_newtonschulz
+        lr, wd, momentum = group["lr"], group["weight_decay"], group["momentum"]
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            state = self.state[p]
+            if "momentum_buffer" not in state:
+                state["momentum_buffer"] = torch.zeros_like(p.grad)  # a DTensor sharded as the weight
+            grad, buf = local(p.grad), local(state["momentum_buffer"])
+            buf.lerp_(grad, 1 - momentum)
+            update = grad.lerp(buf, momentum) if group["nesterov"] else buf
+            whole = _zeropower_via_newtonschulz(shards.gather_rows(update, p), group["ns_coefficients"], group["ns_steps"],
+                                                group["eps"])
+            mine = whole.narrow(0, row_offset(p), update.shape[0])
+            weight = local(p)
+            weight.mul_(1 - lr * wd)
+            weight.add_(mine, alpha=-_adjust_lr(lr, group["adjust_lr_fn"], p.shape))
 
 
 def spec(model, config):

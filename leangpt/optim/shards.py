@@ -73,3 +73,20 @@ def zeros_like_rows(p: torch.Tensor, rows: int | None, cols: int | None, dtype=N
     zeros = torch.zeros(local_shape, dtype=dtype, device=block.device)
     return DTensor.from_local(zeros, p.device_mesh, [Shard(0)] if keeps_rows else [Replicate()],
                               run_check=False, shape=torch.Size(shape), stride=(1, 1) if keeps_rows else (cols, 1))
+
+
+def gather_rows(block: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """The whole matrix of which `block` holds this rank's rows, laid out as `p` is sharded (an
+    all-gather: its bytes are what a whole-matrix method costs on shards)."""
+    if not is_sharded(p):
+        return block
+    return DTensor.from_local(block, p.device_mesh, p.placements, run_check=False, shape=p.shape,
+                              stride=p.stride()).full_tensor()
+
+
+def row_offset(p: torch.Tensor) -> int:
+    """The index of this rank's first row of `p` (FSDP2 splits rows as torch.chunk does)."""
+    if not is_sharded(p):
+        return 0
+    ranks, rank = p.device_mesh.size(), p.device_mesh.get_local_rank()
+    return min(rank * -(-p.shape[0] // ranks), p.shape[0])
