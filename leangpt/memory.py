@@ -12,7 +12,9 @@ hundred MB. `measure=True` runs the same step with real tensors on the configure
 
 With `world_size > 1` the numbers are one rank's: DDP's gradient buckets (the gradients are views
 into them, held for the whole run) count as gradients, and with `zero=True` the optimizer state is
-that of the rank ZeroRedundancyOptimizer's partition gives the most parameters.
+that of the rank ZeroRedundancyOptimizer's partition gives the most parameters. With `fsdp=True`
+the model is sharded over a fake process group of world_size ranks in this process (a real one
+under torchrun with measure=True), and the numbers are rank 0's (docs/fsdp.md).
 """
 
 from __future__ import annotations
