@@ -142,3 +142,18 @@ def assert_same_losses(a, b, tol=1e-5):
     assert a.keys() == b.keys()
     for key in a:
         assert abs(a[key] - b[key]) < tol, (key, a[key], b[key])
+
+
+_single_runs = {}
+
+
+def single_process_run(tiny_data, tmp_path_factory, variant, n_headgroup):
+    """1 process with the global batch (8 = 2 ranks x 4), run once per session: the reference the
+    DDP and FSDP tests compare 2 ranks against."""
+    key = (variant, n_headgroup)  # every test's tiny_data holds the same corpus
+    if key not in _single_runs:
+        out = str(tmp_path_factory.mktemp("single"))
+        launch(common_args(tiny_data, out, optimizer_variant=variant, n_headgroup=n_headgroup, batch_size=8,
+                           gradient_accumulation_steps=1))
+        _single_runs[key] = metrics(out)
+    return _single_runs[key]

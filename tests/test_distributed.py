@@ -8,23 +8,12 @@ import sys
 import pytest
 
 from leangpt import checkpoint
-from tests.helpers import TIMEOUT, assert_same_losses, common_args, free_port, launch, metrics
+from tests.helpers import TIMEOUT, assert_same_losses, common_args, free_port, launch, metrics, single_process_run
 
 pytestmark = pytest.mark.slow  # every test here launches processes
 
 CASES = [(v, s) for v in ("adamw", "adamsn", "adafactor") for s in (1, 2)]
-_single_runs = {}
-
-
-def single_run(tiny_data, tmp_path_factory, variant, n_headgroup):
-    """1 process with the global batch (8 = 2 ranks x 4): the reference for both DDP tests."""
-    key = (variant, n_headgroup)
-    if key not in _single_runs:
-        out = str(tmp_path_factory.mktemp("single"))
-        launch(common_args(tiny_data, out, optimizer_variant=variant, n_headgroup=n_headgroup, batch_size=8,
-                           gradient_accumulation_steps=1))
-        _single_runs[key] = metrics(out)
-    return _single_runs[key]
+single_run = single_process_run
 
 
 @pytest.mark.parametrize("zero", [False, True])

@@ -14,7 +14,7 @@ from leangpt import checkpoint
 from leangpt.config import TrainConfig
 from leangpt.errors import ConfigError
 from leangpt.variants import VARIANTS
-from tests.helpers import TIMEOUT, assert_same_losses, common_args, free_port, launch, metrics
+from tests.helpers import TIMEOUT, assert_same_losses, common_args, free_port, launch, metrics, single_process_run
 
 pytestmark = pytest.mark.slow  # every test here launches processes or estimates under a process group
 
@@ -41,17 +41,7 @@ def sharded_run(tiny_data, out, world_size, global_batch=8, **kw):
                                 gradient_accumulation_steps=world_size, **kw), world_size)
 
 
-_single_runs = {}
-
-
-def single_run(tiny_data, tmp_path_factory, variant, n_headgroup):
-    key = (variant, n_headgroup)
-    if key not in _single_runs:
-        out = str(tmp_path_factory.mktemp("single"))
-        launch(common_args(tiny_data, out, optimizer_variant=variant, n_headgroup=n_headgroup, batch_size=8,
-                           gradient_accumulation_steps=1))
-        _single_runs[key] = metrics(out)
-    return _single_runs[key]
+single_run = single_process_run
 
 
 # Muon's Newton-Schulz runs in bfloat16 (torch's): the last-bit differences of gradients summed in
