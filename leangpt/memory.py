@@ -36,6 +36,7 @@ from .errors import ConfigError, LeanGPTError
 from .formatting import format_bytes
 from .memtrack import FakeScalars, MemoryBreakdown, MemoryTracker
 from .model import GPT, model_config_from
+from .variants import VARIANTS
 from .optim import COMPILED_STEP_VARIANTS, StepInBackward, optimizer_spec, state_tensors, storage_bytes
 from .step import forward_backward, optimizer_update
 
@@ -128,6 +129,9 @@ def _build_optimizer(model: GPT, config: MemoryConfig, vocab_size: int):
     build = cls
     if config.optimizer_variant in COMPILED_STEP_VARIANTS:
         build = lambda groups, **kw: StateOnlyStep(cls(groups, **kw))  # noqa: E731
+    if config.fsdp and VARIANTS[config.optimizer_variant].fsdp_step == "owner":
+        from .optim.owner import OwnerStep
+        return OwnerStep(model, build, groups, kwargs)  # rank 0's share of the whole tensors
     optimizer = build(groups, **kwargs)
     if config.optimizer_in_backward:
         return StepInBackward(optimizer, lambda group: build([group], **kwargs))

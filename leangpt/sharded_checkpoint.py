@@ -19,12 +19,14 @@ import dataclasses
 import os
 import secrets
 import shutil
+import warnings
 from pathlib import Path
 
 import torch
 
 from . import checkpoint
 from .checkpoint import CheckpointError
+from .optim.owner import load_named_state, named_state
 from .optim.shards import local
 
 EXTRAS = "leangpt.pt"
@@ -40,6 +42,27 @@ def _state_dict_api():
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
     return dcp, get_state_dict, set_state_dict
+
+
+def _is_owner_step(optimizer) -> bool:
+    from .optim.owner import OwnerStep
+    return isinstance(optimizer, OwnerStep)
+
+
+def _state_dicts(model, optimizer, dist) -> tuple[dict, dict]:
+    """The weights (DTensors) and the optimizer state keyed by parameter name: torch's state-dict
+    API for an optimizer over the shards; an OwnerStep's whole tensors, each held by its owner
+    alone (DCP saves a key that one rank has from that rank), with every group's step counter."""
+    dcp, get_state_dict, _ = _state_dict_api()
+    if not _is_owner_step(optimizer):
+        return get_state_dict(model, optimizer)
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict
+    optim_sd = optimizer.named_state()
+    steps = torch.tensor(optim_sd["group_steps"], dtype=torch.float64)
+    if dist.group:  # a rank that owns none of a group's tensors may not have counted its steps
+        torch.distributed.all_reduce(steps, op=torch.distributed.ReduceOp.MAX)
+    optim_sd["group_steps"] = [int(v) for v in steps.tolist()]
+    return get_model_state_dict(model), optim_sd
 
 
 def _broadcast(obj, dist):
@@ -65,9 +88,9 @@ def weights_finite(model, dist) -> bool:
 
 def save_sharded(state, config, dist, path: Path, eval_done: bool, extras: dict) -> None:
     """Write `state` to `path`'s sharded form on every rank; `extras` (rank 0's) go beside the shards."""
-    dcp, get_state_dict, _ = _state_dict_api()
+    dcp = _state_dict_api()[0]
     link = sharded_path(path)
-    model_sd, optim_sd = get_state_dict(state.model, state.optimizer)
+    model_sd, optim_sd = _state_dicts(state.model, state.optimizer, dist)
     name = _broadcast(f"{link.name}-{state.iter_num:08d}-{secrets.token_hex(4)}", dist)
     partial = link.parent / f".{name}.partial"
     try:
@@ -135,13 +158,33 @@ def load_sharded(model, optimizer, path: Path) -> None:
     """Weights and optimizer state from `path`'s sharded form into `model` and `optimizer`, resharded
     to this run's world size (or whole, without a process group: `export`)."""
     dcp, get_state_dict, set_state_dict = _state_dict_api()
-    model_sd, optim_sd = get_state_dict(model, optimizer)  # makes the optimizer's state to load into
+    from torch.distributed.checkpoint.state_dict import _init_optim_state, set_model_state_dict
+    layout = load_extras(path).get("optimizer_layout", "shards")
+    owner = _is_owner_step(optimizer)
+    if owner or layout == "owner":  # state by parameter name, made first so that it loads in place
+        inner = optimizer.inner if owner else optimizer
+        _init_optim_state(inner)
+        model_sd = model.state_dict()
+        names = None if owner else {id(p): n for n, p in model.named_parameters()}
+        optim_sd = optimizer.named_state() if owner else named_state(optimizer, names)
+    else:
+        model_sd, optim_sd = get_state_dict(model, optimizer)  # makes the optimizer's state to load into
+    if (layout == "owner") != owner and torch.distributed.is_initialized():
+        raise CheckpointError(f"{sharded_path(path)} holds {layout} optimizer state, which this variant does not read")
     try:
         dcp.load({"model": model_sd, "optimizer": optim_sd}, checkpoint_id=str(sharded_path(path).resolve()))
     except Exception as exc:  # DCP wraps a rank's failure (a missing key, a shape) in its own error types
         first = " ".join(str(exc).split())[:300]
         raise CheckpointError(f"{sharded_path(path)} does not fit this model and optimizer ({first})") from None
-    set_state_dict(model, optimizer, model_state_dict=model_sd, optim_state_dict=optim_sd)
+    if owner:
+        set_model_state_dict(model, model_sd)
+        optimizer.load_named_state(optim_sd)
+        optimizer.sync_from_shards()
+    elif layout == "owner":
+        model.load_state_dict(model_sd)
+        load_named_state(optimizer, names, optim_sd)
+    else:
+        set_state_dict(model, optimizer, model_state_dict=model_sd, optim_state_dict=optim_sd)
 
 
 def export(out_dir: str, name: str = "ckpt", log=print) -> Path:
@@ -156,7 +199,9 @@ def export(out_dir: str, name: str = "ckpt", log=print) -> Path:
     load_variant(config.optimizer_variant)
     model = GPT(checkpoint.model_config(extras, path))
     optimizer = build_optimizer(model, config)
-    load_sharded(model, optimizer, path)
+    with warnings.catch_warnings():  # DCP's note that it loads in one process: that is the point here
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+        load_sharded(model, optimizer, path)
     checkpoint.save_atomic({k: v for k, v in extras.items() if k != "digest"} | {
         "model": model.state_dict(), "optimizer": optimizer.state_dict(),
         "config": dataclasses.asdict(config)}, path)

@@ -187,7 +187,9 @@ def save(state: TrainState, config, dist, path: Path, eval_done: bool) -> None:
                             f"(the last checkpoint in {path.parent} is intact)")
     rng_per_rank = dist.gather(checkpoint.rng_state())
     if config.fsdp:
-        save_sharded(state, config, dist, path, eval_done, _resume_record(state, config, rng_per_rank))
+        from .variants import VARIANTS
+        layout = {"optimizer_layout": VARIANTS[config.optimizer_variant].fsdp_step}
+        save_sharded(state, config, dist, path, eval_done, _resume_record(state, config, rng_per_rank) | layout)
         return
     if config.zero:
         state.optimizer.consolidate_state_dict(to=0)

@@ -64,8 +64,11 @@ class Variant:
     compiled_step: bool = False  # its step is torch.compile'd: the memory tracker cannot see into it
     # why its update cannot run one parameter at a time inside the backward pass ("" where it can)
     in_backward_refusal: str = ""
-    # why it cannot run exactly on FSDP2's row shards ("" where it can: docs/distributed.md says how)
+    # why it cannot run exactly on FSDP2's row shards ("" where it can: docs/fsdp.md says how)
     fsdp_refusal: str = ""
+    # how it steps under FSDP: on the shards themselves, or each parameter whole on an owner rank
+    # (optim/owner.py) where its library computes on whatever tensor it is handed
+    fsdp_step: Literal["shards", "owner"] = "shards"
 
     @property
     def in_backward(self) -> bool:
@@ -104,7 +107,7 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
     Variant("adamsnsm", "leangpt.optim.adamsnsm:spec", "leangpt (ours)", 5e-2, ADAMW, (
         Key("adamsnsm_rank", int, 128, "count"),  # subspace the momentum lives in, per 2-D weight
         Key("adamsnsm_update_proj_gap", int, 200, "count"),  # steps between SVD refreshes (momentum restarts)
-    ), fsdp_refusal="its SVD projection of each weight matrix needs the whole matrix, which no rank holds"),
+    ), fsdp_step="owner"),
     Variant("muon", "leangpt.optim.muon:spec", "torch.optim.Muon + AdamW", 5e-3, ADAMW, (
         Key("muon_momentum", float, 0.95, "unit"),
         Key("muon_nesterov", bool, True),
@@ -117,26 +120,21 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
         Key("lion_beta2", float, 0.99, "unit"),
     ), requires=NEEDS_PYTORCH_OPTIMIZER),
     Variant("adam_mini", f"{FIELD}:adam_mini_spec", "pytorch-optimizer", 5e-3, ADAMW,
-            requires=NEEDS_PYTORCH_OPTIMIZER,
-            fsdp_refusal="the library reshapes each weight into per-head blocks by its whole shape, which a row shard "
-                         "does not have"),
+            requires=NEEDS_PYTORCH_OPTIMIZER, fsdp_step="owner"),
     Variant("came", f"{FIELD}:came_spec", "pytorch-optimizer", 5e-4, ("weight_decay", "beta1", "beta2"), (
         Key("came_beta3", float, 0.9999, "unit"),  # the confidence EMA
         Key("came_clip_threshold", float, 1.0, "finite_positive"),
-    ), requires=NEEDS_PYTORCH_OPTIMIZER,
-       fsdp_refusal="the library's factored column statistics and RMS would run over one shard's rows, not the matrix's"),
+    ), requires=NEEDS_PYTORCH_OPTIMIZER, fsdp_step="owner"),
     Variant("sm3", f"{FIELD}:sm3_spec", "pytorch-optimizer", 3e-2, (), (  # SM3 has no weight decay
         Key("sm3_momentum", float, 0.0, "unit"),  # > 0 keeps a full-size momentum buffer
         Key("sm3_beta", float, 0.0, "closed_unit"),  # 0: SM3's running max accumulator; > 0: an EMA of it
-    ), requires=NEEDS_PYTORCH_OPTIMIZER,
-       fsdp_refusal="the library's column accumulators take maxima over one shard's rows, not the matrix's"),
+    ), requires=NEEDS_PYTORCH_OPTIMIZER, fsdp_step="owner"),
     Variant("galore", f"{FIELD}:galore_spec", "pytorch-optimizer", 5e-2, ADAMW, (
         Key("galore_rank", int, 128, "count"),
         Key("galore_update_proj_gap", int, 200, "count"),
         Key("galore_scale", float, 0.25, "finite_positive"),
         Key("galore_proj_type", Literal["std", "reverse_std", "left", "right", "full"], "std"),
-    ), requires=NEEDS_PYTORCH_OPTIMIZER,
-       fsdp_refusal="its SVD projection of each weight matrix needs the whole matrix, which no rank holds"),
+    ), requires=NEEDS_PYTORCH_OPTIMIZER, fsdp_step="owner"),
     Variant("apollo", f"{FIELD}:apollo_spec", "pytorch-optimizer", 2e-2, (*ADAMW, "seed"), (
         Key("apollo_rank", int, 256, "count"),
         Key("apollo_update_proj_gap", int, 200, "count"),
@@ -144,13 +142,11 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
         Key("apollo_scale_type", Literal["channel", "tensor"], "channel"),
     ), requires=NEEDS_PYTORCH_OPTIMIZER,
        in_backward_refusal="its step draws every matrix's random projection from one stream in parameter order",
-       fsdp_refusal="its random projections and channel norms are drawn and taken over whole matrices, which no "
-                    "rank holds"),
+       fsdp_refusal="its step draws every matrix's random projection from one stream in parameter order, which "
+                    "ranks stepping their own matrices cannot reproduce"),
     Variant("adamw8bit", f"{FIELD}:adamw8bit_spec", "torchao", 8e-3, ADAMW, (
         Key("adamw8bit_block_size", int, 256, "count"),
-    ), requires=f"{FIELD}:adamw8bit_class", compiled_step=True,
-       fsdp_refusal="torchao's compiled 8-bit step fails on FSDP's uneven row shards (a row count the world size does "
-                    "not divide, such as a vocabulary of 65 on 2 ranks)"),
+    ), requires=f"{FIELD}:adamw8bit_class", compiled_step=True, fsdp_step="owner"),
 )}
 
 NAMES = tuple(VARIANTS)

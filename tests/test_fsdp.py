@@ -47,7 +47,11 @@ single_run = single_process_run
 # Muon's Newton-Schulz runs in bfloat16 (torch's): the last-bit differences of gradients summed in
 # another order across 2 ranks flip bfloat16 roundings, measured up to 1.8e-5 apart after 20
 # iterations; on 1 rank, where the sums are the same, it is equal to the bit (the test below)
-TOLERANCE = {"muon": 5e-5}
+# CAME's confidence factor divides by the squared difference of its update and its first moment
+# (plus an eps of 1e-16): it amplifies gradient rounding so far that in one process, batch 8 and
+# batch 4 x 2 accumulated (the same gradient summed in another order) end 0.017 apart after 20
+# iterations. Its 2 ranks are measured 0.0071 from 1 process, under that; on 1 rank, equal to the bit.
+TOLERANCE = {"muon": 5e-5, "came": 0.02}
 
 
 @pytest.mark.parametrize("n_headgroup", [1, 2])
@@ -62,10 +66,10 @@ def test_two_sharded_ranks_equal_one_process(tiny_data, tmp_path, tmp_path_facto
     assert len(reference) == 20 + 3  # every iteration and the evaluations at 0, 10 and 20 were compared
 
 
-@pytest.mark.parametrize("variant", ["muon", "adafactor"])
+@pytest.mark.parametrize("variant", ["muon", "adafactor", "came", "galore"])
 def test_one_sharded_rank_equals_one_process_to_the_bit(tiny_data, tmp_path, tmp_path_factory, variant):
-    """On 1 rank the gradients are the one process's: leangpt's sharded Muon step (and Adafactor's
-    reductions) then give torch's Muon's (and the unsharded Adafactor's) losses exactly."""
+    """On 1 rank the gradients are the one process's: leangpt's sharded Muon step, Adafactor's
+    reductions and the owner step of the library variants then give the one process's losses exactly."""
     reference = single_run(tiny_data, tmp_path_factory, variant, 2)
     out = str(tmp_path / "one")
     sharded_run(tiny_data, out, 1, optimizer_variant=variant, n_headgroup=2)
@@ -121,11 +125,12 @@ def test_sharded_resume_is_bit_exact_at_the_same_world_size(tiny_data, tmp_path)
         assert ka == kb and torch.equal(ta, tb)
 
 
-@pytest.mark.parametrize("before,after", [(2, 1), (1, 2)])
-def test_sharded_resume_across_world_sizes(tiny_data, tmp_path, before, after):
+@pytest.mark.parametrize("variant,before,after", [("adafactor", 2, 1), ("adafactor", 1, 2), ("galore", 2, 1)])
+def test_sharded_resume_across_world_sizes(tiny_data, tmp_path, variant, before, after):
     """The state a run saved on `before` ranks, loaded on `after` ranks and saved again, is the same
-    to the bit (weights and every optimizer moment); training then goes on as the unbroken run."""
-    base = dict(optimizer_variant="adafactor", eval_interval=10, always_save_checkpoint=True)
+    to the bit (weights and every optimizer moment: DTensor shards for adafactor, whole tensors
+    saved by their owner ranks for galore); training then goes on as the unbroken run."""
+    base = dict(optimizer_variant=variant, eval_interval=10, always_save_checkpoint=True)
     sharded_run(tiny_data, str(tmp_path / "straight"), before, max_iters=20, **base)
     sharded_run(tiny_data, str(tmp_path / "moved"), before, max_iters=10, **base)
     saved = _export(tmp_path / "moved")
@@ -217,8 +222,8 @@ MEMORY_SHAPE = ["--n_layer=2", "--n_head=4", "--n_embd=64", "--block_size=32", "
                 "--fsdp=True", "--world_size=2"]
 
 
-@pytest.mark.parametrize("n_headgroup", [1, 2])
-@pytest.mark.parametrize("variant", ["adamw", "adamsn", "adafactor"])
+@pytest.mark.parametrize("variant,n_headgroup", [(v, g) for v in ("adamw", "adamsn", "adafactor") for g in (1, 2)]
+                         + [("adamsnsm", 1)])
 def test_the_per_rank_estimate_equals_a_two_rank_measurement(variant, n_headgroup):
     from leangpt.config import parse_config
     from leangpt.memory import MemoryConfig, step_memory

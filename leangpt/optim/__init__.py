@@ -107,9 +107,13 @@ def build_optimizer(model: nn.Module, config, zero: bool = False) -> torch.optim
     `zero=True` (inside a process group) shards its state across ranks with
     ZeroRedundancyOptimizer: each rank keeps the state of its share of the parameters.
     With `config.optimizer_in_backward` it steps each parameter inside the backward pass
-    (in_backward.py); the config has refused the combinations that cannot.
+    (in_backward.py); the config has refused the combinations that cannot. Under FSDP a
+    whole-matrix variant steps each parameter whole on an owner rank (owner.py).
     """
     cls, groups, kwargs = optimizer_spec(model, config)
+    if getattr(config, "fsdp", False) and VARIANTS[config.optimizer_variant].fsdp_step == "owner":
+        from .owner import OwnerStep
+        return OwnerStep(model, cls, groups, kwargs)
     if zero:
         from torch.distributed.optim import ZeroRedundancyOptimizer
         return ZeroRedundancyOptimizer(groups, optimizer_class=cls, **kwargs)
