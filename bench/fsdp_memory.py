@@ -36,7 +36,7 @@ STACK = dict(activation_checkpointing=True, chunked_loss=True)
 EXACT = [name for name, v in VARIANTS.items() if not v.fsdp_refusal]
 
 
-COLLECTIVES = ("all_gather_single", "reduce_scatter_single", "all_reduce")
+COLLECTIVES = ("all_gather_single", "reduce_scatter_single", "all_reduce", "broadcast")
 
 
 @contextlib.contextmanager
@@ -56,7 +56,7 @@ def counting_collectives(counts: dict):
     from leangpt.optim import shards
     gather_rows = shards.gather_rows
 
-    def counted_gather(block, p):  # a whole-matrix method's all-gather (Muon's), through DTensor
+    def counted_gather(block, p):  # a whole-matrix method's all-gather (Muon's, an owner's), through DTensor
         whole = gather_rows(block, p)
         counts["gather_rows"] = counts.get("gather_rows", 0) + whole.numel() * whole.element_size()
         return whole
@@ -120,13 +120,13 @@ def render(rows: list[dict], target: dict) -> str:
                      f"{r['fsdp_stack'] / r['ddp']:.3f}x |")
     lines += ["", "Bytes one rank hands to each collective in one FSDP step (without the stack):", "",
               "| model | variant | all-gathered weights | reduce-scattered gradients | optimizer all-reduces | "
-              "optimizer all-gathers |",
-              "|---|---|---:|---:|---:|---:|"]
+              "optimizer all-gathers | owners' broadcasts |",
+              "|---|---|---:|---:|---:|---:|---:|"]
     for r in rows:
         c = r["communication"]
         lines.append(f"| {r['size']} | {r['variant']} | {format_bytes(c.get('all_gather_single', 0))} | "
                      f"{format_bytes(c.get('reduce_scatter_single', 0))} | {format_bytes(c.get('all_reduce', 0))} | "
-                     f"{format_bytes(c.get('gather_rows', 0))} |")
+                     f"{format_bytes(c.get('gather_rows', 0))} | {format_bytes(c.get('broadcast', 0))} |")
     lines += ["", f"XL shape, Adafactor + activation checkpointing, {WORLD} ranks: DDP {format_bytes(target['ddp'])}, "
               f"FSDP {format_bytes(target['fsdp'])} per rank ({target['fsdp'] / target['ddp']:.3f}x, "
               f"1/{target['ddp'] / target['fsdp']:.1f})."]

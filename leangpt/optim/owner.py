@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import torch
 
+from . import shards
 from .shards import local, row_offset, shard_group
 
 
@@ -78,7 +79,7 @@ class OwnerStep:
         for p, owner in zip(self.params, self.owners):
             if p.grad is None:
                 continue
-            grad = p.grad.full_tensor()
+            grad = shards.gather_rows(local(p.grad), p)
             if owner == self.rank:
                 self.wholes[id(p)].grad = grad
             del grad
