@@ -134,4 +134,7 @@ def render(rows: list[dict], target: dict) -> str:
 
 
 if __name__ == "__main__":
+    if "--help" in sys.argv or "-h" in sys.argv:  # every script answers --help without running
+        print(__doc__)
+        sys.exit(0)
     main(sys.argv[1:])
