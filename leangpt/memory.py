@@ -91,15 +91,11 @@ def resolve_vocab_size(config: MemoryConfig) -> int:
 
 
 def zero_partition(params: list[torch.Tensor], world_size: int, groups: list[list[torch.Tensor]]) -> list[set[int]]:
-    """ZeroRedundancyOptimizer's partition: per group, largest tensors first, each to the rank
-    holding the fewest elements so far (the lowest rank on a tie). The ids of each rank's tensors."""
-    sizes = [0] * world_size
+    """ZeroRedundancyOptimizer's partition (optim/owner.py's owner_partition): the ids of each rank's tensors."""
+    from .optim.owner import owner_partition
     owned: list[set[int]] = [set() for _ in range(world_size)]
-    for group in groups:
-        for p in sorted(group, key=lambda t: t.numel(), reverse=True):
-            rank = sizes.index(min(sizes))
-            owned[rank].add(id(p))
-            sizes[rank] += p.numel()
+    for p, rank in zip(params, owner_partition(params, world_size, groups)):
+        owned[rank].add(id(p))
     return owned
 
 

@@ -154,12 +154,13 @@ def load_extras(path: Path) -> dict:
     return extras
 
 
-def load_sharded(model, optimizer, path: Path) -> None:
+def load_sharded(model, optimizer, path: Path, extras: dict) -> None:
     """Weights and optimizer state from `path`'s sharded form into `model` and `optimizer`, resharded
-    to this run's world size (or whole, without a process group: `export`)."""
+    to this run's world size (or whole, without a process group: `export`); `extras` is its
+    load_extras()."""
     dcp, get_state_dict, set_state_dict = _state_dict_api()
     from torch.distributed.checkpoint.state_dict import _init_optim_state, set_model_state_dict
-    layout = load_extras(path).get("optimizer_layout", "shards")
+    layout = extras.get("optimizer_layout", "shards")
     owner = _is_owner_step(optimizer)
     if owner or layout == "owner":  # state by parameter name, made first so that it loads in place
         inner = optimizer.inner if owner else optimizer
@@ -201,7 +202,7 @@ def export(out_dir: str, name: str = "ckpt", log=print) -> Path:
     optimizer = build_optimizer(model, config)
     with warnings.catch_warnings():  # DCP's note that it loads in one process: that is the point here
         warnings.filterwarnings("ignore", message="torch.distributed is disabled")
-        load_sharded(model, optimizer, path)
+        load_sharded(model, optimizer, path, extras)
     checkpoint.save_atomic({k: v for k, v in extras.items() if k != "digest"} | {
         "model": model.state_dict(), "optimizer": optimizer.state_dict(),
         "config": dataclasses.asdict(config)}, path)

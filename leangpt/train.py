@@ -416,7 +416,7 @@ def setup(config: TrainConfig, dist: Distributed, device: str, log) -> Trainer:
                                                 model.config.vocab_size), meta)
     if ckpt is not None and config.fsdp:
         check_optimizer_variant(ckpt, config)
-        sharded_checkpoint.load_sharded(model, state.optimizer, ckpt_path)
+        sharded_checkpoint.load_sharded(model, state.optimizer, ckpt_path, ckpt)
         apply_current_settings(state.optimizer, config, model)
     if ckpt is not None:
         restore(state, ckpt, ckpt_path, config, dist.rank, dist.world_size, log)

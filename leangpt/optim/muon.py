@@ -46,6 +46,8 @@ class MuonWithAdamW(Optimizer):
                               nesterov=nesterov, ns_steps=ns_steps, adjust_lr_fn=adjust_lr_fn) if muon_groups else None
         self._adamw = torch.optim.AdamW(adamw_groups, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                                         foreach=foreach) if adamw_groups else None
+        # built after FSDP sharded the model (build_optimizer's rule), so this holds for the run
+        self._sharded = shard_group([p for g in muon_groups for p in g["params"]]) is not None
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -55,7 +57,7 @@ class MuonWithAdamW(Optimizer):
                 loss = closure()
         # load_state_dict replaces this object's groups and state: point the inner ones at them anew
         for inner, is_muon in ((self._muon, True), (self._adamw, False)):
-            if inner is not None and is_muon and shard_group(self._muon_params()) is not None:
+            if inner is not None and is_muon and self._sharded:
                 for group in self.param_groups:
                     if group.get("muon"):
                         self._sharded_muon_step(group)
@@ -64,9 +66,6 @@ class MuonWithAdamW(Optimizer):
                 inner.state = self.state
                 inner.step()
         return loss
-
-    def _muon_params(self) -> list:
-        return [p for g in self.param_groups if g.get("muon") for p in g["params"]]
 
     def _sharded_muon_step(self, group: dict) -> None:
         """torch.optim.Muon's update (torch/optim/_muon.py: _single_tensor_muon) on row shards."""
