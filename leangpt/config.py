@@ -280,7 +280,7 @@ def parse_config(cls: type[C], argv: list[str], preset: dict[str, Any] | None = 
     for key, value in (preset or {}).items():
         check_known(key, fields, source="config file")
         values[key] = coerce(key, value, hints[key])
-    for arg in argv:
+    for i, arg in enumerate(argv):
         if not arg.startswith("--"):
             for key, value in read_config_file(arg).items():
                 check_known(key, fields, source=arg)
@@ -288,7 +288,8 @@ def parse_config(cls: type[C], argv: list[str], preset: dict[str, Any] | None = 
             continue
         body = arg[2:]
         if "=" not in body:
-            raise ConfigError(f"argument {arg!r} must look like --key=value")
+            following = argv[i + 1] if i + 1 < len(argv) else None
+            raise ConfigError(f"argument {arg!r} must look like --key=value{missing_equals_hint(body, following, fields)}")
         key, text = body.split("=", 1)
         check_known(key, fields, source="command line")
         values[key] = coerce(key, text, hints[key], from_text=True)
@@ -337,6 +338,20 @@ def read_config_file(path: str) -> dict[str, Any]:
             if not k.startswith("_") and not isinstance(v, (types.ModuleType, types.FunctionType, type))}
 
 
+def missing_equals_hint(key: str, following: str | None, fields) -> str:
+    """What a `--key` without `=` most likely meant, given the argument after it: `--out_dir X`
+    (a space for the `=`) or `--out dir=X` (a space for the `_`, as a handout's PDF may render it)."""
+    if following is not None and not following.startswith("--"):
+        if "=" in following:
+            joined = f"{key}_{following.split('=', 1)[0]}"
+            if joined in fields:
+                return f"; did you mean --{joined}={following.split('=', 1)[1]}? (a space where '_' belongs)"
+        if key in fields:
+            return f"; did you mean --{key}={following}?"
+    close = [key] if key in fields else difflib.get_close_matches(key, list(fields), n=1)
+    return f"; for example --{close[0]}=VALUE" if close else ""
+
+
 def check_known(key: str, fields, source: str) -> None:
     if key in fields:
         return
@@ -359,10 +374,16 @@ def coerce(key: str, value: Any, annotation: Any, from_text: bool = False) -> An
             return None
         return coerce(key, value, inner[0], from_text)
     if origin is Literal:
-        if value not in args:
-            allowed = ", ".join(str(a) for a in args)
-            raise ConfigError(f"{key}={value!r} is not allowed; choose one of: {allowed}")
-        return value
+        if value in args:
+            return value
+        # `adamSN` is `adamsn`: every allowed value is lower case, so case never tells two apart
+        same = [a for a in args if isinstance(a, str) and isinstance(value, str) and a.lower() == value.strip().lower()]
+        if len(same) == 1:
+            return same[0]
+        allowed = ", ".join(str(a) for a in args)
+        close = difflib.get_close_matches(str(value).lower(), [str(a) for a in args], n=1) if isinstance(value, str) else []
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise ConfigError(f"{key}={value!r} is not allowed; {hint}choose one of: {allowed}")
     if annotation is bool:
         if isinstance(value, bool):
             return value

@@ -111,3 +111,24 @@ def test_sweep_memory_and_report_help(capsys):
     assert "--json" in out and "--world_size=1" in out and "--activation_checkpointing=False" in out
     assert run("report", ["--help"]) == 0
     assert capsys.readouterr().out.startswith("usage: leangpt report SWEEP_DIR")
+
+
+def test_a_choice_is_read_whatever_its_case_and_a_near_miss_is_suggested():
+    assert parse_config(TrainConfig, ["--optimizer_variant=adamSN"]).optimizer_variant == "adamsn"
+    assert parse_config(TrainConfig, ["--optimizer_variant=AdamW", "--dtype=BFloat16"]).dtype == "bfloat16"
+    with pytest.raises(ConfigError, match=r"optimizer_variant='adafactr' is not allowed; did you mean 'adafactor'\? "
+                                          r"choose one of: adam, adamw"):
+        parse_config(TrainConfig, ["--optimizer_variant=adafactr"])
+
+
+@pytest.mark.parametrize("argv,meant", [
+    (["\u2014out", "dir=out-shakespeare-char"], "did you mean --out_dir=out-shakespeare-char? (a space where '_' belongs)"),
+    (["--out_dir", "out-x"], "did you mean --out_dir=out-x?"),
+    (["--batch_size"], "for example --batch_size=VALUE"),
+])
+def test_an_argument_without_its_equals_sign_gets_the_one_it_meant(argv, meant, capsys):
+    from leangpt.cli import run
+    assert run("train", ["--device=cpu", *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == f"error: argument '{argv[0].replace(chr(0x2014), '--')}' must look like --key=value; {meant}"
+    assert not any(line.startswith("Traceback") for line in err)
