@@ -45,6 +45,15 @@ def encode_prompt(tokenizer, prompt: str, info) -> tuple[list[int], bool]:
         return [GPT2_NEWLINE], False
 
 
+def unfinished_run_note(ckpt: dict) -> str:
+    """One line when the checkpoint is of a run stopped before its max_iters (Ctrl-C, a time limit)."""
+    iter_num, max_iters = ckpt.get("iter_num"), (ckpt.get("config") or {}).get("max_iters")
+    if not all(isinstance(n, int) and not isinstance(n, bool) for n in (iter_num, max_iters)) or iter_num >= max_iters:
+        return ""
+    return (f"this checkpoint holds iteration {iter_num} of {max_iters} (an unfinished run; continue it with the "
+            "command that trained it plus --init_from=resume)")
+
+
 def read_prompt(start: str) -> str:
     if start.startswith("FILE:"):
         path = start[len("FILE:"):]
@@ -62,6 +71,9 @@ def sample(config: SampleConfig, out=print, info=lambda line: print(line, file=s
     ckpt = checkpoint.load(ckpt_path)
     model = checkpoint.load_model(ckpt, ckpt_path, dropout=0.0)
     tokenizer = tokenizer_for(ckpt, config.data_dir)
+    unfinished = unfinished_run_note(ckpt)
+    if unfinished:
+        info(unfinished)
     del ckpt
     if tokenizer.vocab_size < model.config.vocab_size:  # an id the model emits would not decode
         raise DataError(f"the model has {model.config.vocab_size} token ids but its vocabulary (meta.pkl) only "
