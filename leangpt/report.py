@@ -33,9 +33,14 @@ COLUMNS = ("name", "status", "iter", "train_loss", "val_loss", "best_val_loss", 
            "max_rss_bytes", "ms_per_iter", "tokens_per_s", "wall_s", "error")
 
 
-def collect_run(run_dir: Path) -> dict:
-    """One run's numbers. A resumed run's metrics hold repeated iterations: the last record wins."""
+def collect_run(run_dir: Path, planned: dict | None = None) -> dict:
+    """One run's numbers and its true state. A resumed run's metrics hold repeated iterations:
+    the last record wins. `planned` is the sweep's plan of it (its overrides), for a run not started."""
     status = _read_json(run_dir / "run.json")
+    if not (run_dir / "run.json").is_file() and not (run_dir / "metrics.jsonl").is_file():
+        return {"name": run_dir.name, "status": "not started", "state": "not started",
+                "overrides": dict((planned or {}).get("overrides") or {}), "error": "", "config": {}, "curve": [],
+                "damaged_lines": [], "sample": ""}
     config = _read_json(run_dir / "config.json")
     damaged: list[int] = []
     records = read_metrics(run_dir / "metrics.jsonl", damaged) if (run_dir / "metrics.jsonl").is_file() else []
@@ -75,7 +80,31 @@ def collect_run(run_dir: Path) -> dict:
         row["max_rss_bytes"] = max((v for v in rss if v), default=None)
     sample = run_dir / "sample.txt"
     row["sample"] = sample.read_text() if sample.is_file() else ""
+    if row["status"] == "finished" and not row["sample"]:  # an older leangpt wrote this before the sample
+        row["status"] = "trained"
+    row["state"] = run_state(row["status"], row["error"], records, config.get("max_iters"))
     return row
+
+
+def run_state(status: str, error: str, records: list[dict], max_iters) -> str:
+    """A run's state in words: finished, interrupted at iteration N of M, trained but without
+    its sample, failed (why), or still running (or stopped with no record of how)."""
+    of = f" of {max_iters}" if isinstance(max_iters, int) else ""
+    ends = [r for r in records if r.get("kind") == "end" and isinstance(r.get("iter"), int)]
+    if status == "finished":
+        return "finished"
+    if status == "interrupted":
+        at = f" at iteration {ends[-1]['iter']}{of}" if ends and ends[-1].get("status") == "interrupted" else ""
+        return f"interrupted{at} (resumes from its checkpoint)"
+    if status == "trained":
+        return f"trained ({max_iters}{of} iterations), but its sample was not drawn" + (f" ({error})" if error else "")
+    if status == "failed":
+        return f"failed ({error})" if error else "failed"
+    if status == "running":
+        trained = [r["iter"] + 1 for r in records if r.get("kind") == "train" and isinstance(r.get("iter"), int)]
+        return ("running, or stopped with no record of how (its sweep was killed)"
+                + (f"; last logged iteration {trained[-1]}{of}" if trained else ""))
+    return status
 
 
 def collect(sweep_dir: Path) -> list[dict]:
@@ -83,12 +112,33 @@ def collect(sweep_dir: Path) -> list[dict]:
     if not runs_dir.is_dir():
         raise LeanGPTError(f"{sweep_dir} is not a sweep directory (no runs/ in it)")
     plan = _read_json(sweep_dir / "sweep.json").get("runs")
-    listed = [r.get("name") for r in plan if isinstance(r, dict)] if isinstance(plan, list) else []
+    planned = {r.get("name"): r for r in plan if isinstance(r, dict)} if isinstance(plan, list) else {}
     # only plain names of directories inside runs/: a damaged sweep.json cannot send the report elsewhere
-    names = [n for n in listed if isinstance(n, str) and n and n not in (".", "..") and "/" not in n and "\\" not in n]
+    names = [n for n in planned if isinstance(n, str) and n and n not in (".", "..") and "/" not in n and "\\" not in n]
     if not names:
         names = sorted(p.name for p in runs_dir.iterdir() if p.is_dir())
-    return [collect_run(runs_dir / name) for name in names if (runs_dir / name).is_dir()]
+    # every run of the plan, started or not
+    return [collect_run(runs_dir / name, planned.get(name)) for name in names]
+
+
+def unfinished_note(sweep_dir: Path, rows: list[dict]) -> list[str]:
+    """What is left of the sweep, by state, and the command that finishes it."""
+    left = [r for r in rows if r["status"] != "finished"]
+    if not left:
+        return []
+    counts: dict[str, int] = {}
+    for r in left:
+        counts[r["status"]] = counts.get(r["status"], 0) + 1
+    argv = _read_json(sweep_dir / "sweep.json").get("argv")
+    if isinstance(argv, list) and all(isinstance(a, str) for a in argv):
+        import shlex
+        how = (f"finish it with `leangpt sweep {shlex.join(argv)}` (the command that started it: finished runs "
+               "are skipped, the others resume from their checkpoints or start)")
+    else:
+        how = "finish it by running the command that started it again (finished runs are skipped)"
+    states = ", ".join(f"{n} {status}" for status, n in counts.items())
+    return [f"**This sweep is not finished**: {len(rows) - len(left)} of {len(rows)} runs finished ({states}); "
+            f"{how}.", ""]
 
 
 def write_report(sweep_dir: Path) -> Path:
@@ -107,9 +157,10 @@ def _markdown(sweep_dir: Path, rows: list[dict], grid_keys: list[str], plots: li
     out = [f"# Sweep report: {sweep_dir}", ""]
     out += ["Every number below was read from the runs' metrics.jsonl; rebuild with "
             f"`leangpt report {sweep_dir}`.", ""]
+    out += unfinished_note(sweep_dir, rows)
     for r in rows:
         c = r["config"]
-        out += [f"## {r['name']}", "", f"Status: {r['status']}" + (f" ({r['error']})" if r["error"] else ""), ""]
+        out += [f"## {r['name']}", "", f"Status: {r['state']}", ""]
         for note in setting_notes_of(c) if c else []:
             out += [f"- {note[0].upper()}{note[1:]}", ""]
         if r["damaged_lines"]:
@@ -151,17 +202,23 @@ def _model_settings(config: dict) -> str:
     return text
 
 
+def _trained(row: dict) -> bool:
+    """Whether a run trained to its end: its final losses compare with the other runs'."""
+    return row["status"] in ("finished", "trained") and row.get("val_loss") is not None
+
+
 def _comparison(rows: list[dict], grid_keys: list[str]) -> str:
-    reference = next((r for r in rows if r.get("val_loss") is not None), None)
+    reference = next((r for r in rows if _trained(r)), None)
     # losses per token of different tokenizers are not comparable: per character they are
-    mixed = len({r.get("tokenizer", "char") for r in rows if r.get("val_loss") is not None}) > 1
+    mixed = len({r.get("tokenizer", "char") for r in rows if _trained(r)}) > 1
     head = [*grid_keys, "val loss", "Δ val vs first", "best val", *(["tokenizer", "val bits/char"] if mixed else []),
             "params", "state vs AdamW", "KV cache B/token",
             *(label for _, label in STEP_MEMORY), "peak in", "ms/iter", "tokens/s", "wall"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        if r.get("val_loss") is None:
-            cells = [str(_setting(r, k)) for k in grid_keys] + [r["status"]] + [""] * (len(head) - len(grid_keys) - 1)
+        if not _trained(r):
+            cells = [str(_setting(r, k)) for k in grid_keys] + [r.get("state", r["status"]).split(" (")[0]] + \
+                [""] * (len(head) - len(grid_keys) - 1)
         else:
             comparable = r.get("tokenizer", "char") == reference.get("tokenizer", "char")
             per_char = r.get("val_chars_per_token")
@@ -195,7 +252,8 @@ def _plots(sweep_dir: Path, rows: list[dict]) -> list[str] | str:
     written = [_loss_curves(sweep_dir, done, plt)]
     for key, label, name in (("optimizer_state_bytes", "optimizer state (MiB)", "val_loss_vs_optimizer_state.png"),
                              ("kv_cache_bytes_per_token", "KV cache (bytes/token)", "val_loss_vs_kv_cache.png")):
-        if _scatter(sweep_dir / name, [r for r in done if r.get(key) is not None], key, label, plt):
+        final = [r for r in done if _trained(r) and r.get(key) is not None]  # final losses only
+        if _scatter(sweep_dir / name, final, key, label, plt):
             written.append(name)
     memory_plot = _memory_plot(sweep_dir, rows, plt)
     if memory_plot:

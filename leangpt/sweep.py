@@ -9,8 +9,10 @@ own process, so that a crash ends one run, not the sweep, from its settings as d
 (runs/NAME/run_config.json); runs/NAME/run_config.py holds the same settings for people to read
 and rerun by hand, and the sweep never executes it. Re-running the same command skips finished
 runs and resumes every other run that has a checkpoint, however it ended (an interruption, the
-OOM killer), refusing one whose settings changed. SIGTERM or Ctrl-C to the sweep is passed on to
-the running trainer, which checkpoints before the sweep stops.
+OOM killer), refusing one whose settings changed, and draws the sample of a run trained before
+its sample was. SIGTERM or Ctrl-C to the sweep is passed on to the running trainer, which
+checkpoints before the sweep stops; at any other moment (drawing a sample, between runs) the sweep
+stops there. Either way it exits with status 130 and prints the command that finishes it.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import json
 import math
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -168,12 +171,42 @@ class Progress:
         self.stream.flush()
 
 
-def execute(run: Run, index: int, progress: Progress) -> str:
-    """Train one run in a child process; returns its final status."""
+BETWEEN_RUNS = "between runs ({done} of {total} behind it)"  # where a stop can come: see stopping_on_signals
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """A stop asked of the sweep (SIGINT, SIGTERM), whatever it was doing when it came."""
+
+
+def execute(run: Run, index: int, progress: Progress, stop: dict) -> str:
+    """Train one run in a child process, then draw its sample; returns its final status.
+    run.json says `finished` only once both are done: `trained` is a run whose training ended
+    and whose sample is not drawn yet (a rerun draws it without training)."""
     run.dir.mkdir(parents=True, exist_ok=True)
+    run_started = time.time()
+    if not is_trained(run):
+        status = _train(run, index, progress, stop)
+        if status != "trained":
+            return status
+    stop.update(phase="while run {run} drew its sample", run=run, index=index)
+    try:
+        write_sample(run)
+        final = {"status": "finished"}
+    except LeanGPTError as exc:  # one line, and the sweep goes on; a rerun tries again
+        progress.line(f"    no sample for {run.name}: {exc}")
+        final = {"status": "trained", "error": f"no sample: {exc}"}
+    atomic_write_json(run.dir / "run.json", {**final, "overrides": run.overrides})
+    stop.update(phase=BETWEEN_RUNS, run=None, index=index)
+    progress.line(f"[{index}/{progress.total}] {run.name}: {final['status']} in {format_duration(time.time() - run_started)}"
+                  + (f" ({final['error']})" if "error" in final else ""))
+    return final["status"]
+
+
+def _train(run: Run, index: int, progress: Progress, stop: dict) -> str:
     resume = can_resume(run)
     if not resume:  # a fresh start: drop any half-written metrics of an earlier attempt
         (run.dir / "metrics.jsonl").unlink(missing_ok=True)
+    stop.update(phase="while run {run} trained", run=run, index=index)
     config_path = write_run_config(run.config, run.dir)
     atomic_write_json(run.dir / "run.json", {"status": "running", "overrides": run.overrides, "started": time.time()})
     cmd = [sys.executable, "-m", "leangpt", "train", str(config_path)] + (["--init_from=resume"] if resume else [])
@@ -181,63 +214,93 @@ def execute(run: Run, index: int, progress: Progress) -> str:
     for note in setting_notes(run.config):
         progress.line(f"    {note}")
     run_started = time.time()
-    code = _follow(run, cmd, index, progress)
+    code = _follow(run, cmd, index, progress, stop)
     progress.iters_left -= run.config.max_iters
-    if code == 0:
-        final = {"status": "finished"}
-    elif code == 130:
+    # a trainer that a forwarded signal ended any other way (it had left its loop) stopped all the same
+    if code == 130 or (stop["requested"] and code in (-signal.SIGINT, -signal.SIGTERM, 128 + signal.SIGTERM)):
         final = {"status": "interrupted"}
+    elif code == 0:
+        final = {"status": "trained"}
     else:
         lines = (run.dir / "stderr.log").read_text().strip().splitlines()
         final = {"status": "failed", "error": lines[-1] if lines else f"exit status {code}"}
     atomic_write_json(run.dir / "run.json", {**final, "overrides": run.overrides})
-    if final["status"] == "finished":
-        try:
-            write_sample(run)
-        except LeanGPTError as exc:  # the run itself is done: one line, and the sweep goes on
-            progress.line(f"    no sample for {run.name}: {exc}")
-    progress.line(f"[{index}/{progress.total}] {run.name}: {final['status']} in {format_duration(time.time() - run_started)}"
-                  + (f" ({final['error']})" if "error" in final else ""))
+    stop["child"] = None
+    if final["status"] != "trained":
+        progress.line(f"[{index}/{progress.total}] {run.name}: {final['status']} in "
+                      f"{format_duration(time.time() - run_started)}" + (f" ({final['error']})" if "error" in final else ""))
+    if stop["requested"]:  # the signal came while it trained: the sweep stops after it
+        if final["status"] == "trained":
+            stop["phase"] = "after run {run} trained, before its sample was drawn"
+        raise SweepInterrupted
     return final["status"]
+
+
+def is_trained(run: Run) -> bool:
+    """Its training ended (a checkpoint at max_iters), its sample is still to draw. A run
+    recorded as finished without its sample (by an older leangpt) counts as trained too."""
+    status = read_status(run).get("status")
+    return (run.dir / "ckpt.pt").is_file() and (
+        status == "trained" or status == "finished" and not (run.dir / "sample.txt").is_file())
+
+
+def is_finished(run: Run) -> bool:
+    return read_status(run).get("status") == "finished" and (run.dir / "sample.txt").is_file()
 
 
 def can_resume(run: Run) -> bool:
     """A run that did not finish resumes from its checkpoint, whatever ended it."""
-    return (run.dir / "ckpt.pt").is_file() and read_status(run).get("status") != "finished"
+    return (run.dir / "ckpt.pt").is_file() and not is_finished(run)
 
 
 POLL_SECONDS = 0.2
 
 
 @contextlib.contextmanager
-def forwarding_signals(child: subprocess.Popen):
-    """SIGINT and SIGTERM to the sweep go to the trainer, once each: the trainer runs in its own
-    process group (a terminal's Ctrl-C would otherwise reach it twice, and a second signal stops
-    it without a checkpoint), checkpoints, and the sweep then stops as interrupted."""
-    def forward(signum, frame):
+def stopping_on_signals():
+    """SIGINT and SIGTERM to the sweep, for all of it. While a trainer runs, each goes to the
+    trainer, once: it runs in its own process group (a terminal's Ctrl-C would otherwise reach it
+    twice, and a second signal stops it without a checkpoint), checkpoints and stops, and the
+    sweep stops after it. At any other moment (a sample, between runs, the report) the sweep stops
+    there (SweepInterrupted). Yields the state: requested, the trainer, and where the sweep is."""
+    stop = {"requested": False, "child": None, "phase": "while starting", "run": None, "index": 0}
+
+    def handler(signum, frame):
+        stop["requested"] = True
+        child = stop["child"]
+        if child is None:
+            if stop.get("launching"):
+                return
+            raise SweepInterrupted
         if child.poll() is None:
             child.send_signal(signum)
+
     try:
-        previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     except ValueError:  # not the main thread
-        yield
+        yield stop
         return
     try:
-        yield
+        yield stop
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
 
 
-def _follow(run: Run, cmd: list[str], index: int, progress: Progress) -> int:
+def _follow(run: Run, cmd: list[str], index: int, progress: Progress, stop: dict) -> int:
     """Run the trainer with its console output in the run's log files, following the records it
     appends to metrics.jsonl for the progress line; returns its exit status."""
     follower = MetricsFollower(run.dir / "metrics.jsonl")
     with open_for_writing(run.dir / "stdout.log") as out, open_for_writing(run.dir / "stderr.log") as err:
-        child = subprocess.Popen(cmd, stdout=out, stderr=err, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                                 start_new_session=True)
-        with forwarding_signals(child):
-            return _poll(child, follower, run, index, progress)
+        stop["launching"] = True  # a signal now is only noted: the trainer it must reach is being started
+        try:
+            child = stop["child"] = subprocess.Popen(cmd, stdout=out, stderr=err, start_new_session=True,
+                                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        finally:
+            stop["launching"] = False
+        if stop["requested"]:
+            child.send_signal(signal.SIGTERM)
+        return _poll(child, follower, run, index, progress)
 
 
 def _poll(child, follower: MetricsFollower, run: Run, index: int, progress: Progress) -> int:
@@ -277,11 +340,34 @@ def sweep(argv: list[str]) -> Path:
         return _run_sweep(argv, runs, base, sweep_dir)
 
 
+def finish_command(argv: list[str]) -> str:
+    """The command that finishes a sweep: the one that started it (finished runs are skipped)."""
+    return "leangpt sweep " + shlex.join(argv)
+
+
 def _run_sweep(argv: list[str], runs: list[Run], base: TrainConfig, sweep_dir: Path) -> Path:
     atomic_write_json(sweep_dir / "sweep.json", {"argv": argv, "base": dataclasses.asdict(base),
                                                  "runs": [{"name": r.name, "overrides": r.overrides} for r in runs]})
     progress = Progress(len(runs))
-    todo = [r for r in runs if read_status(r).get("status") != "finished"]
+    with stopping_on_signals() as stop:
+        try:
+            return _run_all(runs, sweep_dir, progress, stop)
+        except SweepInterrupted:
+            run = stop["run"]
+            where = stop["phase"].format(run=f"{stop['index']}/{len(runs)} ({run.name})" if run else "",
+                                         done=stop["index"], total=len(runs))
+            if run is not None and read_status(run).get("status") == "running":  # stopped before its trainer started
+                atomic_write_json(run.dir / "run.json", {"status": "interrupted", "overrides": run.overrides})
+            finished = sum(is_finished(r) for r in runs)
+            progress.line(f"sweep interrupted {where}; {finished} of {len(runs)} runs finished. Resume it with: "
+                          f"{finish_command(argv)}  (finished runs are skipped, the others resume from their "
+                          f"checkpoints; leangpt report {shlex.quote(str(sweep_dir))} writes the report of the "
+                          "runs so far)")
+            raise
+
+
+def _run_all(runs: list[Run], sweep_dir: Path, progress: Progress, stop: dict) -> Path:
+    todo = [r for r in runs if not is_finished(r)]
     for r in runs:
         if r not in todo and (changed := _trained_with_other_settings(r)):
             raise ConfigError(f"run {r.name} finished with other settings ({', '.join(changed[:4])}); use another "
@@ -290,13 +376,17 @@ def _run_sweep(argv: list[str], runs: list[Run], base: TrainConfig, sweep_dir: P
             raise ConfigError(f"run {r.name} was interrupted with other settings ({', '.join(changed[:4])}); "
                               f"rerun it with those, use another --sweep_dir, or delete {r.dir} to train it again")
     progress.line(f"sweep {sweep_dir}: {len(runs)} runs, {len(runs) - len(todo)} already finished")
-    progress.iters_left = sum(r.config.max_iters for r in todo)
+    progress.iters_left = sum(r.config.max_iters for r in todo if not is_trained(r))
     for index, run in enumerate(runs, start=1):
+        stop.update(phase=BETWEEN_RUNS, run=None, index=index - 1)
         if run not in todo:
             continue
-        if execute(run, index, progress) == "interrupted":
-            progress.line("sweep interrupted; run the same command again to resume")
-            raise KeyboardInterrupt
+        status = execute(run, index, progress, stop)
+        stop.update(phase=BETWEEN_RUNS, run=None, index=index)
+        if status == "interrupted":  # the trainer stopped on its own (a signal sent to it alone)
+            stop.update(phase="while run {run} trained", run=run, index=index)
+            raise SweepInterrupted
+    stop.update(phase="while writing the report", run=None)
     from .report import write_report
     write_report(sweep_dir)
     progress.line(f"report: {sweep_dir / 'report.md'} (took {format_duration(time.time() - progress.started)})")
@@ -306,10 +396,14 @@ def _run_sweep(argv: list[str], runs: list[Run], base: TrainConfig, sweep_dir: P
 def sweep_main(argv: list[str]) -> int:
     """Exit status 1 when a run failed (after the other runs and the report), else 0."""
     from .report import collect
-    rows = collect(sweep(argv))
-    failed = [r["name"] for r in rows if r["status"] == "failed"]
+    try:
+        rows = collect(sweep(argv))
+    except SweepInterrupted:
+        return 130
+    failed = [r["name"] for r in rows if r["status"] in ("failed", "trained")]
     if failed:
-        print(f"{len(failed)} of {len(rows)} runs failed: {', '.join(failed)} (errors in report.md)", file=sys.stderr)
+        print(f"{len(failed)} of {len(rows)} runs failed or have no sample: {', '.join(failed)} (errors in report.md)",
+              file=sys.stderr)
         return 1
     return 0
 

@@ -112,3 +112,146 @@ def test_an_interrupted_quickstart_samples_its_checkpoint_and_prints_the_command
     assert config.init_from == "resume"
     assert {k: v for k, v in vars(config).items() if k != "init_from"} == \
            {k: v for k, v in saved["config"].items() if k != "init_from"}
+
+
+@pytest.fixture
+def three_runs(tiny_data, tmp_path):
+    path = tmp_path / "base.py"
+    path.write_text(
+        f"data_dir = {str(tiny_data)!r}\ndataset = 'tiny'\ndevice = 'cpu'\ncompile = False\n"
+        "n_layer = 1\nn_head = 2\nn_embd = 16\nblock_size = 16\nbatch_size = 4\n"
+        "gradient_accumulation_steps = 1\nmax_iters = 6\nlr_decay_iters = 6\nwarmup_iters = 1\n"
+        "eval_interval = 3\neval_iters = 2\nlog_interval = 1\nlearning_rate = 3e-3\nmin_lr = 3e-4\n"
+        "grid = {'seed': [1, 2, 3]}\n")
+    return path
+
+
+def _signal_self_when(predicate):
+    """SIGTERM to this process (the sweep) from a thread, once `predicate()` holds."""
+    import threading
+
+    def watch():
+        deadline = time.time() + 120
+        while not predicate() and time.time() < deadline:
+            time.sleep(0.02)
+        os.kill(os.getpid(), signal.SIGTERM)
+    threading.Thread(target=watch, daemon=True).start()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("phase", ["training", "sampling", "between runs"])
+def test_a_sweep_stopped_in_any_phase_exits_130_and_its_report_gives_every_run_its_state(three_runs, tmp_path, phase,
+                                                                                         monkeypatch, capsys):
+    import leangpt.sweep
+    from leangpt import checkpoint
+    from leangpt.cli import run
+    sw = tmp_path / "sw"
+    args = [str(three_runs), f"--sweep_dir={sw}"]
+    runs = {n: sw / "runs" / f"seed={n}" for n in (1, 2, 3)}
+    if phase == "training":  # run 1 trains long; the stop reaches its trainer
+        args += ["--max_iters=3000", "--lr_decay_iters=3000", "--eval_interval=3000"]
+        metrics = runs[1] / "metrics.jsonl"
+        _signal_self_when(lambda: metrics.is_file() and '"iter": 3,' in metrics.read_text())
+    elif phase == "sampling":  # inside run 2's sample, drawn by the sweep itself after its training
+        real, calls = leangpt.sweep.write_sample, []
+
+        def sample_then_stop(r):
+            calls.append(r.name)
+            if len(calls) == 2:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return real(r)
+        monkeypatch.setattr(leangpt.sweep, "write_sample", sample_then_stop)
+    else:  # once run 2 is done, before run 3 starts
+        real, calls = leangpt.sweep.execute, []
+
+        def execute_then_stop(*a):
+            status = real(*a)
+            calls.append(status)
+            if len(calls) == 2:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return status
+        monkeypatch.setattr(leangpt.sweep, "execute", execute_then_stop)
+
+    assert run("sweep", args) == 130
+    where = {"training": "while run 1/3 (seed=1) trained", "sampling": "while run 2/3 (seed=2) drew its sample",
+             "between runs": "between runs (2 of 3 behind it)"}[phase]
+    finished = {"training": 0, "sampling": 1, "between runs": 2}[phase]
+    command = f"leangpt sweep {three_runs} --sweep_dir={sw}" + (
+        " --max_iters=3000 --lr_decay_iters=3000 --eval_interval=3000" if phase == "training" else "")
+    assert f"sweep interrupted {where}; {finished} of 3 runs finished. Resume it with: {command}  (finished runs " \
+           "are skipped" in capsys.readouterr().out
+    monkeypatch.undo()
+
+    assert run("report", [str(sw)]) == 0
+    report = (sw / "report.md").read_text()
+    states = {n: report[report.index(f"## seed={n}\n"):].split("\n")[2] for n in (1, 2, 3)}
+    if phase == "training":
+        stopped_at = checkpoint.load(runs[1] / "ckpt.pt")["iter_num"]
+        assert 4 <= stopped_at < 3000
+        assert states[1] == f"Status: interrupted at iteration {stopped_at} of 3000 (resumes from its checkpoint)"
+        left = "0 of 3 runs finished (1 interrupted, 2 not started)"
+    elif phase == "sampling":
+        assert states[1] == "Status: finished"
+        assert states[2] == "Status: trained (6 of 6 iterations), but its sample was not drawn"
+        left = "1 of 3 runs finished (1 trained, 1 not started)"
+    else:
+        assert states[1] == states[2] == "Status: finished"
+        left = "2 of 3 runs finished (1 not started)"
+    assert states[3] == "Status: not started"
+    assert f"**This sweep is not finished**: {left}; finish it with `{command}` (the command that started it" in report
+    table = report[report.index("## Comparison"):]
+    assert "| 3 | not started |" in table
+
+    if phase == "sampling":  # the rerun draws run 2's sample without training it again, then trains run 3
+        trained_before = (runs[2] / "metrics.jsonl").read_text()
+        assert run("sweep", args) == 0
+        assert (runs[2] / "metrics.jsonl").read_text() == trained_before
+        assert (runs[2] / "sample.txt").read_text().startswith("\n")
+        report = (sw / "report.md").read_text()
+        assert report.count("Status: finished") == 3 and "not finished" not in report
+
+
+def test_a_report_lists_every_planned_run_with_its_true_state(tmp_path):
+    from leangpt.report import _markdown, collect
+    sw = tmp_path / "sw"
+    names = ["a", "b", "c", "d", "e", "f"]
+    (sw / "runs").mkdir(parents=True)
+    (sw / "sweep.json").write_text(json.dumps({"argv": ["config/sweep_handout.py", "--max_iters=2000"],
+                                               "runs": [{"name": n, "overrides": {"seed": i}} for i, n in enumerate(names)]}))
+
+    def run_dir(name, status, records=(), sample=None, **extra):
+        d = sw / "runs" / name
+        d.mkdir()
+        (d / "run.json").write_text(json.dumps({"status": status, "overrides": {"seed": names.index(name)}, **extra}))
+        (d / "config.json").write_text(json.dumps({"max_iters": 2000}))
+        (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+        if sample is not None:
+            (d / "sample.txt").write_text(sample)
+    done = [{"kind": "eval", "iter": 2000, "train_loss": 1.5, "val_loss": 1.7}, {"kind": "end", "iter": 2000,
+                                                                                   "status": "finished"}]
+    run_dir("a", "finished", done, sample="\nKING:")
+    run_dir("b", "finished", done)  # an older leangpt marked it finished before its sample was drawn
+    run_dir("c", "interrupted", [{"kind": "eval", "iter": 250, "train_loss": 2.0, "val_loss": 2.1},
+                                 {"kind": "train", "iter": 324, "loss": 2.0, "ms": 50.0},
+                                 {"kind": "end", "iter": 325, "status": "interrupted"}])
+    run_dir("d", "failed", error="error: the model does not fit in memory")
+    run_dir("e", "running", [{"kind": "train", "iter": 99, "loss": 2.5, "ms": 50.0}])
+    rows = collect(sw)
+    assert [(r["name"], r["status"]) for r in rows] == [("a", "finished"), ("b", "trained"), ("c", "interrupted"),
+                                                        ("d", "failed"), ("e", "running"), ("f", "not started")]
+    report = _markdown(sw, rows, ["seed"], plots=[])  # write_report's text, without drawing its plots
+    assert [line for line in report.splitlines() if line.startswith("Status: ")] == [
+        "Status: finished",
+        "Status: trained (2000 of 2000 iterations), but its sample was not drawn",
+        "Status: interrupted at iteration 325 of 2000 (resumes from its checkpoint)",
+        "Status: failed (error: the model does not fit in memory)",
+        "Status: running, or stopped with no record of how (its sweep was killed); last logged iteration 100 of 2000",
+        "Status: not started"]
+    assert ("**This sweep is not finished**: 1 of 6 runs finished (1 trained, 1 interrupted, 1 failed, 1 running, "
+            "1 not started); finish it with `leangpt sweep config/sweep_handout.py --max_iters=2000` (the command that "
+            "started it") in report
+    # only the runs that trained to their end have numbers in the comparison; the others their state
+    table = report[report.index("## Comparison"):].splitlines()
+    assert [line.split(" | ")[1] for line in table[4:10]] == ["1.7000", "1.7000", "interrupted at iteration 325 of 2000",
+                                                             "failed", "running, or stopped with no record of how",
+                                                             "not started"]
