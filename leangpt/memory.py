@@ -34,7 +34,7 @@ from .config import TrainConfig, _require, parse_grid_args
 from .device import auto_device, available_ram, resolve
 from .errors import ConfigError, LeanGPTError
 from .formatting import format_bytes
-from .memtrack import FakeScalars, MemoryBreakdown, MemoryTracker
+from .memtrack import FakeScalars, MemoryBreakdown, MemoryTracker, zero_grads_note
 from .model import GPT, model_config_from
 from .variants import VARIANTS
 from .optim import COMPILED_STEP_VARIANTS, StepInBackward, optimizer_spec, state_tensors, storage_bytes
@@ -425,4 +425,10 @@ def memory_main(argv: list[str]) -> int:
         print(f"memory of {what}, {how}, bytes alive at the peak by category"
               + (f" (per rank of {base.world_size})" if base.world_size > 1 else ""))
         print(table(rows, keys, base.generate, ratio="vs plain" if base.stack else None))
+        if not base.generate:
+            for note in dict.fromkeys(zero_grads_note(r["grads"], r["peak_phase"], r.get("optimizer_in_backward",
+                                                                                       base.optimizer_in_backward))
+                                      for r in rows):
+                if note:
+                    print(note)
     return 0

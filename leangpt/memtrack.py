@@ -56,6 +56,18 @@ class MemoryBreakdown:
         return asdict(self)
 
 
+def zero_grads_note(grads: int, peak_phase: str, optimizer_in_backward: bool = False) -> str:
+    """Why a step's breakdown shows `grads 0 B` (else ""): no gradient is alive at its peak."""
+    if grads:
+        return ""
+    if optimizer_in_backward:
+        return ("grads 0 B: the optimizer in the backward pass frees each gradient as soon as its weight is "
+                "stepped, so none is alive at the peak")
+    return (f"grads 0 B: the peak comes {'in the forward pass' if peak_phase == 'forward' else 'at the start of backward'}"
+            ", before backward makes the first gradient (the last step's were freed by zero_grad); the gradients, "
+            "the weights' size, are all alive later, at the optimizer step, below this peak")
+
+
 @dataclass
 class _Record:
     nbytes: int

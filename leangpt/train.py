@@ -34,7 +34,7 @@ from .errors import ConfigError
 from .fileio import atomic_write_json, directory_lock
 from .formatting import format_bytes, format_duration
 from .fsdp import shard_model, uses_mixed_precision_policy
-from .memtrack import MemoryTracker
+from .memtrack import MemoryTracker, zero_grads_note
 from .metrics import MetricsLogger, RunRecords
 from .optim import COMPILED_STEP_VARIANTS, adamw_state_bytes, build_optimizer, load_variant, state_bytes
 from .step import forward_backward, optimizer_update
@@ -289,8 +289,10 @@ def report_step_memory(t: Trainer, b) -> None:
     iteration = t.state.iter_num - 1
     parts = [f"{name.replace('_', ' ')} {format_bytes(getattr(b, name))}"
              for name in ("params", "grads", "optimizer_state", "activations", "temporaries")]
+    note = zero_grads_note(b.grads, b.peak_phase, t.config.optimizer_in_backward)
     t.log(f"step memory (iter {iteration}, tensors alive at the peak): {format_bytes(b.peak)} = "
-          f"{' + '.join(parts)}; peak in {b.peak_phase}; saved for backward {format_bytes(b.activations_saved)}")
+          f"{' + '.join(parts)}; peak in {b.peak_phase}; saved for backward {format_bytes(b.activations_saved)}"
+          + (f" ({note})" if note else ""))
     t.results.record("step_memory", iter=iteration, **b.as_dict())
 
 

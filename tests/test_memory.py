@@ -257,3 +257,21 @@ def test_an_estimate_for_a_gpu_keeps_bf16_attention_where_cpu_attends_in_fp32(n_
     # in fp32 nothing differs
     assert (step_memory(memory_config(SEED, n_headgroup=n_headgroup, device="cpu")).as_dict()
             == step_memory(memory_config(SEED, n_headgroup=n_headgroup, device="cuda")).as_dict())
+
+
+def test_a_breakdown_with_no_gradients_at_its_peak_says_why(capsys):
+    from leangpt.cli import run
+    from leangpt.memtrack import zero_grads_note
+    # a vocabulary far larger than the model: the loss's gradient at the start of backward is the peak
+    assert run("memory", ["--n_layer=1", "--n_head=2", "--n_embd=16", "--block_size=32", "--batch_size=8",
+                          "--gradient_accumulation_steps=1", "--vocab_size=1024", "--device=cpu",
+                          "--dtype=float32"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-2].split()[2:4] == ["0", "B"] and "backward" in out[-2].split()  # grads 0 B, peak in backward
+    assert out[-1] == ("grads 0 B: the peak comes at the start of backward, before backward makes the first gradient "
+                       "(the last step's were freed by zero_grad); the gradients, the weights' size, are all alive "
+                       "later, at the optimizer step, below this peak")
+    assert zero_grads_note(1024, "backward") == ""
+    assert zero_grads_note(0, "forward").startswith("grads 0 B: the peak comes in the forward pass,")
+    assert zero_grads_note(0, "backward", optimizer_in_backward=True).startswith(
+        "grads 0 B: the optimizer in the backward pass frees each gradient")
