@@ -76,7 +76,9 @@ def render(results: list[dict]) -> list[str]:
              "Bytes alive at the peak of one steady-state step (`leangpt memory --stack=True`), "
              "vocabulary 50304, one micro-batch, grad_clip 1.0 (clipped exactly: docs/memory.md). "
              "adamw8bit's state is torchao's own buffers; the temporaries inside its compiled update "
-             "are not seen (docs/memory.md).", ""]
+             "are not seen (docs/memory.md). grads `0 B`: no gradient is alive at that peak (it comes at the start "
+             "of backward, before the first gradient exists; with the optimizer in backward each is freed as soon as "
+             "its weight is stepped).", ""]
     for size in SIZES:
         for dtype in DTYPES:
             rows = [r for r in results if r["size"] == size and r["dtype"] == dtype]
