@@ -7,6 +7,13 @@ new directory under a temporary name, renames it when every rank has finished, a
 points the link at it (an atomic rename of a new link) and deletes the previous directory, so a
 save killed at any moment leaves the previous checkpoint whole and loadable.
 
+Nothing in a checkpoint directory is executed, and nothing damaged loads: DCP itself unpickles
+`.metadata` and its non-tensor items with plain pickle, so every read here goes through a reader
+whose unpickler knows only DCP's metadata classes and a planner that loads items with
+`weights_only=True`; and each save records the size and SHA-256 of every file it wrote (each
+rank hashes its own), checked before anything is read. The link is resolved once, and must stay
+inside out_dir.
+
 Weights and optimizer state are keyed by parameter name and held as DTensors (state replicated
 where it is whole on every rank, see optim/shards.py), so DCP reshards them on load: a run saved
 on N ranks resumes on M. `export` writes the single-file ckpt.pt that sample.py, convert,
@@ -16,7 +23,11 @@ init_from=resume without FSDP, and upstream nanoGPT read.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import io
 import os
+import pickle
+import re
 import secrets
 import shutil
 import warnings
@@ -26,11 +37,13 @@ import torch
 
 from . import checkpoint
 from .checkpoint import CheckpointError
+from .fileio import directory_lock
 from .optim.owner import load_named_state, named_state
 from .optim.shards import local
 
 EXTRAS = "leangpt.pt"
 SUFFIX = ".dcp"
+METADATA = ".metadata"  # DCP's name for its index of the shards
 
 
 def sharded_path(path: Path) -> Path:
@@ -42,6 +55,159 @@ def _state_dict_api():
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
     return dcp, get_state_dict, set_state_dict
+
+
+# What DCP's `.metadata` pickles (torch 2.5 - 2.13): its own dataclasses, shapes, dtypes, layouts.
+# Anything else in that file is refused before it is built, so a crafted `.metadata` runs nothing.
+_METADATA_CLASSES = {
+    "torch.distributed.checkpoint.metadata": {"Metadata", "BytesStorageMetadata", "ChunkStorageMetadata",
+                                              "MetadataIndex", "StorageMeta", "TensorProperties",
+                                              "TensorStorageMetadata", "_MEM_FORMAT_ENCODING"},
+    "torch.distributed.checkpoint.filesystem": {"_StorageInfo"},
+    "torch.serialization": {"_get_layout"},  # a layout by its name
+    "torch": {"Size"},
+    "pathlib": {"PosixPath", "PurePosixPath"},  # the save's checkpoint_id, kept in StorageMeta
+    "collections": {"OrderedDict"},
+}
+
+
+class RefusedPickle(CheckpointError):
+    """A checkpoint file asked to build something that is not plain checkpoint data."""
+
+
+class _MetadataUnpickler(pickle.Unpickler):
+    def find_class(self, module, name):
+        if name in _METADATA_CLASSES.get(module, ()):
+            return super().find_class(module, name)
+        if module == "torch" and isinstance(getattr(torch, name, None), torch.dtype):
+            return getattr(torch, name)
+        raise RefusedPickle(f"{module}.{name}")
+
+
+def read_metadata(path: Path):
+    """DCP's `.metadata` at `path`, unpickled with only DCP's own classes allowed."""
+    from torch.distributed.checkpoint.metadata import Metadata
+    try:
+        with open(path, "rb") as f:
+            metadata = _MetadataUnpickler(f).load()
+    except RefusedPickle as exc:
+        raise RefusedPickle(f"{path} asks to run {exc} while it is read, which DCP's metadata never does: "
+                            "refused (nothing in a checkpoint is executed)") from None
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} is missing: the sharded checkpoint is incomplete") from None
+    except Exception as exc:  # a truncated or damaged pickle: EOFError, UnpicklingError, ...
+        raise CheckpointError(f"{path} is damaged ({type(exc).__name__}: {_first_line(exc)})") from None
+    if not isinstance(metadata, Metadata):
+        raise CheckpointError(f"{path} is not DCP metadata (it holds a {type(metadata).__name__})")
+    return metadata
+
+
+def _safe_storage():
+    """A DCP reader and load planner that unpickle nothing but plain data (see read_metadata)."""
+    from torch.distributed.checkpoint import DefaultLoadPlanner, FileSystemReader
+    from torch.distributed.checkpoint.metadata import StorageMeta
+
+    class Reader(FileSystemReader):
+        def read_metadata(self, *args, **kwargs):
+            rank = kwargs.get("rank")
+            metadata = read_metadata(Path(self.path) / (METADATA if rank is None else f"__{rank}{METADATA}"))
+            if getattr(metadata, "storage_meta", None) is None:
+                metadata.storage_meta = StorageMeta()
+            metadata.storage_meta.load_id = self.load_id
+            return metadata
+
+    class Planner(DefaultLoadPlanner):
+        def load_bytes(self, read_item, value):
+            # torch's planner loads these items with weights_only=False: load them here with
+            # weights_only=True, and hand it the re-saved plain value (a few numbers and names)
+            try:
+                plain = torch.load(value, map_location="cpu", weights_only=True)
+            except Exception as exc:
+                raise RefusedPickle(f"item {read_item.dest_index.fqn!r} is not plain data ({_first_line(exc)}): "
+                                    "refused (nothing in a checkpoint is executed)") from None
+            buffer = io.BytesIO()
+            torch.save(plain, buffer)
+            buffer.seek(0)
+            super().load_bytes(read_item, buffer)
+
+    return Reader, Planner
+
+
+def _first_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text[:300] or type(exc).__name__
+
+
+def _sha256(path: Path) -> list:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return [path.stat().st_size, h.hexdigest()]
+
+
+_RANK_FILE = re.compile(r"__(\d+)_")  # DCP names rank r's shard files __r_<n>.distcp
+
+
+def _record_files(directory: Path, dist) -> dict:
+    """{file name: [size, sha256]} of every file the save wrote into `directory`: each rank hashes
+    its own shard files, rank 0 also the metadata and any file no rank claims."""
+    world = torch.distributed.get_world_size() if dist.group else 1
+    names = sorted(p.name for p in directory.iterdir() if p.is_file() and p.name != EXTRAS)
+
+    def owner(name):
+        match = _RANK_FILE.match(name)
+        return int(match.group(1)) if match and int(match.group(1)) < world else 0
+    mine = {name: _sha256(directory / name) for name in names if owner(name) == (dist.rank if dist.group else 0)}
+    if not dist.group:
+        return mine
+    every = [None] * world
+    torch.distributed.all_gather_object(every, mine)
+    return {name: entry for part in every for name, entry in part.items()}
+
+
+def check_before_reading(directory: Path, extras: dict) -> None:
+    """Every file the save recorded is there with its size and digest (each rank checks a share)
+    and `.metadata` unpickles with DCP's classes alone, before DCP reads anything. The ranks agree
+    on the outcome first, so that each of them stops with the same line (a rank that failed alone
+    would leave the others waiting in a collective until torchrun kills them)."""
+    group = torch.distributed.is_initialized()
+    rank, world = (torch.distributed.get_rank(), torch.distributed.get_world_size()) if group else (0, 1)
+    try:
+        problems = _damaged_files(directory, extras.get("files"), rank, world)
+        if not problems:
+            read_metadata(directory / METADATA)
+    except CheckpointError as exc:
+        problems = [str(exc)]
+    if group:
+        every = [None] * world
+        torch.distributed.all_gather_object(every, problems)
+        problems = [p for part in every for p in part]
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(set(problems)) > 1 else ""
+        raise CheckpointError(problems[0] + more)
+
+
+def _damaged_files(directory: Path, record, rank: int, world: int) -> list[str]:
+    """What is wrong with this rank's share of the recorded files (every `world`-th name)."""
+    if record is None:  # a checkpoint saved before file digests were recorded
+        return []
+    if not isinstance(record, dict) or not all(isinstance(k, str) and "/" not in k and k not in ("", ".", "..")
+                                               and isinstance(v, list) and len(v) == 2 for k, v in record.items()):
+        return [f"{directory / EXTRAS} is damaged: its record of files is not a list of names and digests"]
+    problems = []
+    for name in sorted(record)[rank::world]:
+        path = directory / name
+        if not path.is_file():
+            problems.append(f"{path} is missing: the sharded checkpoint is incomplete")
+            continue
+        size, sha = _sha256(path)
+        want_size, want_sha = record[name]
+        if size != want_size:
+            problems.append(f"{path} is damaged: {size} bytes where the save wrote {want_size}")
+        elif sha != want_sha:
+            problems.append(f"{path} is damaged: its contents do not match the digest the save recorded")
+    return problems
 
 
 def _is_owner_step(optimizer) -> bool:
@@ -98,8 +264,9 @@ def save_sharded(state, config, dist, path: Path, eval_done: bool, extras: dict)
             partial.mkdir(parents=True)
         _barrier(dist)
         dcp.save({"model": model_sd, "optimizer": optim_sd}, checkpoint_id=str(partial))
+        files = _record_files(partial, dist)  # a collective: every rank's shards are written
         if dist.master:
-            checkpoint.save_atomic({**extras, "eval_done": eval_done}, partial / EXTRAS)
+            checkpoint.save_atomic({**extras, "eval_done": eval_done, "files": files}, partial / EXTRAS)
         _barrier(dist)  # every rank's shards are on disk before the save counts
         if dist.master:
             _publish(partial, link.parent / name, link)
@@ -134,31 +301,37 @@ def _sync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def load_extras(path: Path) -> dict:
-    """The non-shard part of a sharded checkpoint (counters, config, RNG, samplers), checked."""
+def open_sharded(path: Path) -> tuple[Path, dict]:
+    """The directory `path`'s sharded form points to (resolved once: a save that moves the link
+    later does not mix two saves) and its non-shard part (counters, config, RNG, samplers), checked."""
     link = sharded_path(path)
     if not link.exists():
         hint = (f"; {path} is a single-process checkpoint: resume it without fsdp, or train from scratch "
                 "with fsdp=True" if Path(path).is_file() else "")
         raise CheckpointError(f"no sharded checkpoint at {link}{hint}")
-    extras_path = link / EXTRAS
+    directory = link.resolve()
+    if directory.parent != link.parent.resolve() or not directory.is_dir():
+        raise CheckpointError(f"{link} points to {directory}, outside {link.parent}: a sharded checkpoint is "
+                              "a directory of its out_dir; refused")
+    extras_path = directory / EXTRAS
     try:
         extras = torch.load(extras_path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{extras_path} is not readable ({first})") from None
+        raise CheckpointError(f"{extras_path} is not readable ({_first_line(exc)})") from None
     if not isinstance(extras, dict) or "model_args" not in extras:
         raise CheckpointError(f"{extras_path} is not a leangpt sharded checkpoint (no model_args)")
     if extras.get("digest") != checkpoint.digest(extras):
         raise CheckpointError(f"{extras_path} is damaged: its contents do not match the digest stored in it")
-    return extras
+    return directory, extras
 
 
-def load_sharded(model, optimizer, path: Path, extras: dict) -> None:
-    """Weights and optimizer state from `path`'s sharded form into `model` and `optimizer`, resharded
-    to this run's world size (or whole, without a process group: `export`); `extras` is its
-    load_extras()."""
+def load_sharded(model, optimizer, directory: Path, extras: dict) -> None:
+    """Weights and optimizer state from the sharded checkpoint in `directory` into `model` and
+    `optimizer`, resharded to this run's world size (or whole, without a process group: `export`);
+    `directory` and `extras` are what open_sharded() returned. Every file is verified first."""
+    from torch.distributed.checkpoint.api import CheckpointException
     dcp, get_state_dict, set_state_dict = _state_dict_api()
+    check_before_reading(directory, extras)
     from torch.distributed.checkpoint.state_dict import _init_optim_state, set_model_state_dict
     layout = extras.get("optimizer_layout", "shards")
     owner = _is_owner_step(optimizer)
@@ -171,12 +344,13 @@ def load_sharded(model, optimizer, path: Path, extras: dict) -> None:
     else:
         model_sd, optim_sd = get_state_dict(model, optimizer)  # makes the optimizer's state to load into
     if (layout == "owner") != owner and torch.distributed.is_initialized():
-        raise CheckpointError(f"{sharded_path(path)} holds {layout} optimizer state, which this variant does not read")
+        raise CheckpointError(f"{directory} holds {layout} optimizer state, which this variant does not read")
+    Reader, Planner = _safe_storage()
     try:
-        dcp.load({"model": model_sd, "optimizer": optim_sd}, checkpoint_id=str(sharded_path(path).resolve()))
-    except Exception as exc:  # DCP wraps a rank's failure (a missing key, a shape) in its own error types
-        first = " ".join(str(exc).split())[:300]
-        raise CheckpointError(f"{sharded_path(path)} does not fit this model and optimizer ({first})") from None
+        dcp.load({"model": model_sd, "optimizer": optim_sd}, storage_reader=Reader(str(directory)),
+                 planner=Planner())
+    except (Exception, CheckpointException) as exc:  # CheckpointException is a BaseException
+        raise CheckpointError(_load_failure(exc, directory)) from None
     if owner:
         set_model_state_dict(model, model_sd)
         optimizer.load_named_state(optim_sd)
@@ -188,13 +362,33 @@ def load_sharded(model, optimizer, path: Path, extras: dict) -> None:
         set_state_dict(model, optimizer, model_state_dict=model_sd, optim_state_dict=optim_sd)
 
 
+def _load_failure(exc: BaseException, directory: Path) -> str:
+    """One line for a failed DCP load: a refused or damaged file by its name, else what did not fit.
+    DCP wraps each rank's error in a CheckpointException whose `failures` maps rank -> error."""
+    failures = list(getattr(exc, "failures", {}).values()) or [exc]
+    for failure in failures:
+        cause = failure[0] if isinstance(failure, tuple) else failure  # (exception, traceback) in some torch
+        if isinstance(cause, CheckpointError):
+            return str(cause)
+        if isinstance(cause, OSError) and getattr(cause, "filename", None):
+            return f"{cause.filename} could not be read ({cause.strerror}): the sharded checkpoint is incomplete"
+    first = failures[0][0] if isinstance(failures[0], tuple) else failures[0]
+    return f"{directory} does not fit this model and optimizer ({_first_line(first)})"
+
+
 def export(out_dir: str, name: str = "ckpt", log=print) -> Path:
     """`out_dir/NAME.dcp` -> `out_dir/NAME.pt`, the single-file checkpoint every other command reads."""
+    path = Path(out_dir) / f"{name}.pt"
+    # under the trainer's lock: a save beside this read would delete the directory being read
+    with directory_lock(out_dir):
+        return _export(path, log)
+
+
+def _export(path: Path, log) -> Path:
     from .model import GPT
     from .optim import build_optimizer, load_variant
     from .config import TrainConfig
-    path = Path(out_dir) / f"{name}.pt"
-    extras = load_extras(path)
+    directory, extras = open_sharded(path)
     saved = {k: v for k, v in (extras.get("config") or {}).items() if k in {f.name for f in dataclasses.fields(TrainConfig)}}
     config = dataclasses.replace(TrainConfig(**saved), fsdp=False, optimizer_in_backward=False, zero=False)
     load_variant(config.optimizer_variant)
@@ -202,10 +396,10 @@ def export(out_dir: str, name: str = "ckpt", log=print) -> Path:
     optimizer = build_optimizer(model, config)
     with warnings.catch_warnings():  # DCP's note that it loads in one process: that is the point here
         warnings.filterwarnings("ignore", message="torch.distributed is disabled")
-        load_sharded(model, optimizer, path, extras)
-    checkpoint.save_atomic({k: v for k, v in extras.items() if k != "digest"} | {
+        load_sharded(model, optimizer, directory, extras)
+    checkpoint.save_atomic({k: v for k, v in extras.items() if k not in ("digest", "files")} | {
         "model": model.state_dict(), "optimizer": optimizer.state_dict(),
         "config": dataclasses.asdict(config)}, path)
-    log(f"wrote {path} from {sharded_path(path)} (iter {extras.get('iter_num')}, "
+    log(f"wrote {path} from {sharded_path(path)} -> {directory.name} (iter {extras.get('iter_num')}, "
         f"{model.num_params() / 1e6:.2f}M parameters, optimizer {config.optimizer_variant})")
     return path

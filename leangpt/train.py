@@ -402,9 +402,11 @@ def setup(config: TrainConfig, dist: Distributed, device: str, log) -> Trainer:
     samplers = new_samplers(paths, config, dist.rank, dist.world_size, meta) \
         if config.init_from == "scratch" else None  # GPT-2 weights: after the model, whose vocabulary bounds the ids
     ckpt_path = Path(config.out_dir) / "ckpt.pt"
-    ckpt = None
-    if config.init_from == "resume":
-        ckpt = sharded_checkpoint.load_extras(ckpt_path) if config.fsdp else checkpoint.load(ckpt_path)
+    ckpt = sharded_dir = None
+    if config.init_from == "resume" and config.fsdp:
+        sharded_dir, ckpt = sharded_checkpoint.open_sharded(ckpt_path)
+    elif config.init_from == "resume":
+        ckpt = checkpoint.load(ckpt_path)
     model, config = build_model(config, ckpt, ckpt_path, meta, log)
     _log_setting_notes(config, ckpt, dist, log)
     model.to(runtime.device)
@@ -418,7 +420,7 @@ def setup(config: TrainConfig, dist: Distributed, device: str, log) -> Trainer:
                                                 model.config.vocab_size), meta)
     if ckpt is not None and config.fsdp:
         check_optimizer_variant(ckpt, config)
-        sharded_checkpoint.load_sharded(model, state.optimizer, ckpt_path, ckpt)
+        sharded_checkpoint.load_sharded(model, state.optimizer, sharded_dir, ckpt)
         apply_current_settings(state.optimizer, config, model)
     if ckpt is not None:
         restore(state, ckpt, ckpt_path, config, dist.rank, dist.world_size, log)
