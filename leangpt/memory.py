@@ -45,6 +45,9 @@ NANOGPT_VOCAB = 50304
 # an estimate runs each layer once per simulated micro-batch (at most 2), twice over (warm-up and
 # tracked step); this bound keeps an estimate under about a minute on a laptop (docs/memory.md)
 MAX_LAYER_PASSES = 512
+# an estimate's fake process group costs time that grows with its ranks (measured on a 2-core AMD
+# EPYC, the seed model under fsdp=True: 256 ranks 10.6 s, 4096 ranks 73 s, 32768 over 2 minutes)
+MAX_ESTIMATED_RANKS = 1024
 
 
 @dataclass
@@ -69,6 +72,10 @@ class MemoryConfig(TrainConfig):
         _require(not self.zero or self.world_size >= 2, "zero", self.zero,
                  "shards optimizer state across ranks: give --world_size=N with N >= 2")
         if not self.measure:
+            _require(self.world_size <= MAX_ESTIMATED_RANKS, "world_size", self.world_size,
+                     f"is more ranks than an estimate simulates in a minute (at most {MAX_ESTIMATED_RANKS}; its fake "
+                     f"process group costs time per rank): estimate at {MAX_ESTIMATED_RANKS}, where the sharded "
+                     "parts are already a small share of a rank's memory")
             micro = self.simulated_micro_batches
             _require(self.n_layer * micro <= MAX_LAYER_PASSES, "n_layer", self.n_layer,
                      f"is too deep to estimate in a minute (at most {MAX_LAYER_PASSES // micro} with "

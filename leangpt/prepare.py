@@ -227,6 +227,12 @@ def prepare_corpus(corpus: Corpus, out_dir: str | Path, tokenizer: str = "char",
     """Write train.bin / val.bin / meta.pkl for `corpus`; returns the counts it printed."""
     if tokenizer not in TOKENIZERS:
         raise DataError(f"tokenizer {tokenizer!r} is not one of {', '.join(TOKENIZERS)}")
+    if corpus.path is not None and corpus.path.is_dir():
+        source, target = corpus.path.resolve(), Path(out_dir).resolve()
+        if target == source or source in target.parents:
+            raise DataError(f"the dataset directory {out_dir} is inside the input directory {corpus.path}: "
+                            "its train.bin and val.bin would be read as corpus next time; choose another "
+                            "--data_dir or --name")
     progress = progress or (lambda total, label: Progress(total, label))
     documents = corpus.kind != "text"
     total_bytes = corpus.size_bytes()

@@ -71,30 +71,53 @@ def _snapshot(folder: Path) -> Path | None:
 
 
 def read_config(directory: Path) -> GPTConfig:
-    """The GPTConfig of a Hugging Face GPT-2 config.json; one error line for what leangpt cannot run."""
+    """The GPTConfig of a Hugging Face GPT-2 config.json; one error line for what leangpt cannot run,
+    naming the file and the key."""
+    path = directory / "config.json"
     try:
-        hf = json.loads((directory / "config.json").read_text())
+        hf = json.loads(path.read_text())
     except FileNotFoundError:
         raise PretrainedError(f"{directory} has no config.json: it is not a Hugging Face model directory") from None
     except (OSError, ValueError) as exc:
-        raise PretrainedError(f"{directory / 'config.json'} is not readable JSON: {exc}") from None
+        raise PretrainedError(f"{path} is not readable JSON: {exc}") from None
     if not isinstance(hf, dict) or hf.get("model_type") != "gpt2":
         raise PretrainedError(f"{directory}: model_type {hf.get('model_type') if isinstance(hf, dict) else None!r} "
                               "is not gpt2; leangpt loads GPT-2 weights only")
     activation = hf.get("activation_function", "gelu_new")
-    if activation not in GELUS:
-        raise PretrainedError(f"{directory}: activation_function {activation!r} is not one of {', '.join(GELUS)}")
-    if abs(hf.get("layer_norm_epsilon", 1e-5) - 1e-5) > 1e-12:
-        raise PretrainedError(f"{directory}: layer_norm_epsilon {hf['layer_norm_epsilon']} is not GPT-2's 1e-5, "
-                              "which leangpt's LayerNorm uses")
+    if not isinstance(activation, str) or activation not in GELUS:
+        raise PretrainedError(f"{path}: activation_function {activation!r} is not one of {', '.join(GELUS)}")
+    epsilon = _number(hf, "layer_norm_epsilon", path, default=1e-5)
+    if abs(epsilon - 1e-5) > 1e-12:
+        raise PretrainedError(f"{path}: layer_norm_epsilon {epsilon} is not GPT-2's 1e-5, which leangpt's "
+                              "LayerNorm uses")
     if hf.get("scale_attn_by_inverse_layer_idx") or hf.get("scale_attn_weights") is False:
         raise PretrainedError(f"{directory}: attention scaled otherwise than by 1/sqrt(head_dim) is not supported")
-    try:
-        return GPTConfig(n_layer=hf["n_layer"], n_head=hf["n_head"], n_embd=hf["n_embd"],
-                         block_size=hf.get("n_positions", hf.get("n_ctx", 1024)), vocab_size=hf["vocab_size"],
-                         bias=True, gelu=GELUS[activation])
-    except KeyError as exc:
-        raise PretrainedError(f"{directory / 'config.json'} lacks {exc.args[0]!r}") from None
+    n_embd, n_head = _positive_int(hf, "n_embd", path), _positive_int(hf, "n_head", path)
+    if n_embd % n_head:
+        raise PretrainedError(f"{path}: n_head={n_head} does not divide n_embd={n_embd}")
+    block_key = "n_positions" if "n_positions" in hf or "n_ctx" not in hf else "n_ctx"
+    return GPTConfig(n_layer=_positive_int(hf, "n_layer", path), n_head=n_head, n_embd=n_embd,
+                     block_size=_positive_int(hf, block_key, path, default=1024),
+                     vocab_size=_positive_int(hf, "vocab_size", path), bias=True, gelu=GELUS[activation])
+
+
+def _positive_int(hf: dict, key: str, path: Path, default: int | None = None) -> int:
+    """config.json's `key`, which must be an integer >= 1 (JSON's 2.0 counts, "two" and true do not)."""
+    if key not in hf and default is None:
+        raise PretrainedError(f"{path} lacks {key!r}")
+    value = hf.get(key, default)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise PretrainedError(f"{path}: {key}={json.dumps(value)} must be an integer >= 1")
+    return value
+
+
+def _number(hf: dict, key: str, path: Path, default: float) -> float:
+    value = hf.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise PretrainedError(f"{path}: {key}={json.dumps(value)} must be a number")
+    return float(value)
 
 
 def read_state_dict(directory: Path) -> dict[str, torch.Tensor]:

@@ -275,3 +275,13 @@ def test_a_breakdown_with_no_gradients_at_its_peak_says_why(capsys):
     assert zero_grads_note(0, "forward").startswith("grads 0 B: the peak comes in the forward pass,")
     assert zero_grads_note(0, "backward", optimizer_in_backward=True).startswith(
         "grads 0 B: the optimizer in the backward pass frees each gradient")
+
+
+def test_an_estimate_over_more_ranks_than_it_simulates_in_a_minute_is_one_line(capsys):
+    """--world_size=100000 once ran for minutes building a fake process group of that many ranks."""
+    from leangpt.cli import run
+    assert run("memory", ["--fsdp=True", "--world_size=100000", "--gradient_accumulation_steps=100000",
+                          "--n_layer=2", "--vocab_size=65", "--device=cpu"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: world_size=100000 is more ranks than an estimate simulates "
+                                               "in a minute (at most 1024")

@@ -1,6 +1,7 @@
 """GPT-2 weights from disk, checked against Hugging Face's own GPT2LMHeadModel (built small and
 random here, saved with save_pretrained: no network)."""
 
+import json
 import subprocess
 import sys
 
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from leangpt.pretrained import PretrainedError, load_gpt2
+from leangpt.pretrained import PretrainedError, load_gpt2, read_config
 from tests.helpers import CORPUS, run_train, tiny_config
 
 transformers = pytest.importorskip("transformers")
@@ -149,3 +150,31 @@ def test_what_cannot_be_loaded_is_one_error_line(saved, tmp_path, tiny_data):
                              capture_output=True, text=True, timeout=300)
         last = out.stderr.strip().splitlines()[-1] if out.stderr.strip() else ""
         assert out.returncode in (1, 2) and message in last and "Traceback" not in out.stderr, (argv, out.stderr[-800:])
+
+
+@pytest.mark.parametrize("key,value,says", [
+    ("n_head", 3, "n_head=3 does not divide n_embd=64"),
+    ("n_layer", "two", 'n_layer="two" must be an integer >= 1'),
+    ("n_positions", -1, "n_positions=-1 must be an integer >= 1"),
+    ("layer_norm_epsilon", "x", 'layer_norm_epsilon="x" must be a number'),
+    ("vocab_size", None, "vocab_size=null must be an integer >= 1"),
+    ("n_embd", True, "n_embd=true must be an integer >= 1"),
+    ("n_layer", 2.5, "n_layer=2.5 must be an integer >= 1"),
+    ("activation_function", ["gelu"], "activation_function ['gelu'] is not one of"),
+])
+def test_a_bad_config_value_is_one_line_naming_the_file_and_the_key(tmp_path, key, value, says):
+    """Each value once escaped read_config as a ValueError or TypeError traceback."""
+    hf = {"model_type": "gpt2", "n_layer": 2, "n_head": 4, "n_embd": 64, "n_positions": 32, "vocab_size": 50,
+          key: value}
+    (tmp_path / "config.json").write_text(json.dumps(hf))
+    with pytest.raises(PretrainedError) as caught:
+        read_config(tmp_path)
+    assert str(caught.value).startswith(f"{tmp_path / 'config.json'}") and says in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_a_whole_number_written_as_a_float_is_read(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "gpt2", "n_layer": 2.0, "n_head": 4,
+                                                      "n_embd": 64, "n_ctx": 32, "vocab_size": 50}))
+    config = read_config(tmp_path)
+    assert (config.n_layer, config.block_size, type(config.n_layer)) == (2, 32, int)

@@ -273,3 +273,15 @@ def test_progress_says_how_much_is_done_how_fast_and_what_is_left():
     first, last = stream.getvalue().splitlines()
     assert first.startswith("prepare: encoding 1.0 of 4.0 MB (25%), ") and "MB/s" in first and first.endswith("s left")
     assert last.startswith("prepare: encoding 4.0 of 4.0 MB (100%)")
+
+
+@pytest.mark.parametrize("inside", ["", "sub"])
+def test_a_dataset_directory_inside_its_input_directory_is_refused_before_writing(tmp_path, inside):
+    """It used to write train.bin there, and the rerun then read train.bin as corpus text."""
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    (folder / "a.txt").write_text(CORPUS)
+    target = folder / inside if inside else folder
+    with pytest.raises(DataError, match=f"the dataset directory {target} is inside the input directory {folder}: "):
+        prepare_corpus(corpus_from_input(str(folder)), target, "char", progress=quiet)
+    assert sorted(p.name for p in folder.rglob("*")) == ["a.txt"]
