@@ -94,7 +94,10 @@ def run_state(status: str, error: str, records: list[dict], max_iters) -> str:
     if status == "finished":
         return "finished"
     if status == "interrupted":
-        at = f" at iteration {ends[-1]['iter']}{of}" if ends and ends[-1].get("status") == "interrupted" else ""
+        at = ""
+        if ends and ends[-1].get("status") == "interrupted":
+            at = f" at iteration {ends[-1]['iter']}{of}" + (", before its final evaluation"
+                                                            if ends[-1]["iter"] == max_iters else "")
         return f"interrupted{at} (resumes from its checkpoint)"
     if status == "trained":
         return f"trained ({max_iters}{of} iterations), but its sample was not drawn" + (f" ({error})" if error else "")

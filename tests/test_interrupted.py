@@ -255,3 +255,7 @@ def test_a_report_lists_every_planned_run_with_its_true_state(tmp_path):
     assert [line.split(" | ")[1] for line in table[4:10]] == ["1.7000", "1.7000", "interrupted at iteration 325 of 2000",
                                                              "failed", "running, or stopped with no record of how",
                                                              "not started"]
+    # stopped in its final evaluation: trained to the end, its last losses not measured
+    from leangpt.report import run_state
+    assert run_state("interrupted", "", [{"kind": "end", "iter": 2000, "status": "interrupted"}], 2000) == \
+        "interrupted at iteration 2000 of 2000, before its final evaluation (resumes from its checkpoint)"
