@@ -121,7 +121,8 @@ def _safe_storage():
             # torch's planner loads these items with weights_only=False: load them here with
             # weights_only=True, and hand it the re-saved plain value (a few numbers and names)
             try:
-                plain = torch.load(value, map_location="cpu", weights_only=True)
+                with torch.serialization.safe_globals(_state_classes()):
+                    plain = torch.load(value, map_location="cpu", weights_only=True)
             except Exception as exc:
                 raise RefusedPickle(f"item {read_item.dest_index.fqn!r} is not plain data ({_first_line(exc)}): "
                                     "refused (nothing in a checkpoint is executed)") from None
@@ -131,6 +132,17 @@ def _safe_storage():
             super().load_bytes(read_item, buffer)
 
     return Reader, Planner
+
+
+def _state_classes() -> list:
+    """Classes an owner-stepped optimizer keeps whole in its state, allowed by name and nothing else:
+    GaLore's projector (pytorch_optimizer), a plain object of numbers and tensors without a
+    __setstate__, rebuilt by weights_only's unpickler from its attributes."""
+    try:
+        from pytorch_optimizer.optimizer.utils.galore import GaLoreProjector
+    except ImportError:
+        return []
+    return [GaLoreProjector]
 
 
 def _first_line(exc: BaseException) -> str:
