@@ -23,7 +23,7 @@ def _rows(kv=(2048, 2048, 2048, 2048)):
     for i, (overrides, state_mib, val) in enumerate(specs):
         curve = [(it, val + 2.4 * math.exp(-it / 300)) for it in range(0, 2001, 250)]
         memory = {f"step_{key}_bytes": (i + 1) * 2**20 for key, _ in report.STEP_MEMORY}
-        rows.append(dict(name=f"run{i}", overrides=overrides, curve=curve, val_loss=val,
+        rows.append(dict(name=f"run{i}", status="finished", overrides=overrides, curve=curve, val_loss=val,
                          config=dict(n_layer=4, n_embd=128, block_size=64, batch_size=12, max_iters=2000),
                          optimizer_state_bytes=int(state_mib * 2**20), kv_cache_bytes_per_token=kv[i], **memory))
     return rows
