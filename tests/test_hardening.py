@@ -201,6 +201,7 @@ def _mark(run_dir, status):
     (run_dir / "run.json").write_text(json.dumps({**record, "status": status}))
 
 
+@pytest.mark.slow  # spawns processes or runs a sweep
 def test_an_interrupted_run_rerun_with_other_settings_is_refused(sweep_file, tmp_path):
     run_dir = _finished_sweep(sweep_file, tmp_path / "sw")
     _mark(run_dir, "interrupted")
@@ -208,6 +209,7 @@ def test_an_interrupted_run_rerun_with_other_settings_is_refused(sweep_file, tmp
         sweep([str(sweep_file), f"--sweep_dir={tmp_path / 'sw'}", "--learning_rate=1e-2"])
 
 
+@pytest.mark.slow  # spawns processes or runs a sweep
 def test_a_copied_sweep_directory_can_be_rerun(sweep_file, tmp_path, capsys):
     _finished_sweep(sweep_file, tmp_path / "sw")
     shutil.copytree(tmp_path / "sw", tmp_path / "copy")
@@ -217,6 +219,7 @@ def test_a_copied_sweep_directory_can_be_rerun(sweep_file, tmp_path, capsys):
     assert "1 runs, 1 already finished" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # spawns processes or runs a sweep
 def test_rerunning_a_sweep_executes_nothing_from_its_directory(sweep_file, tmp_path):
     run_dir = _finished_sweep(sweep_file, tmp_path / "sw")
     marker = tmp_path / "ran"
@@ -298,6 +301,7 @@ def test_writes_replace_symlinks_instead_of_following_them(tiny_data, tmp_path):
     assert '"kind": "train"' in (out / "metrics.jsonl").read_text()
 
 
+@pytest.mark.slow  # spawns processes or runs a sweep
 def test_a_sweep_does_not_write_through_symlinks_in_a_run_directory(sweep_file, tmp_path):
     run_dir = tmp_path / "sw" / "runs" / "n_headgroup=1"
     run_dir.mkdir(parents=True)

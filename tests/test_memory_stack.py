@@ -142,7 +142,8 @@ STACK = [dict(chunked_loss=True), dict(optimizer_in_backward=True), dict(optimiz
 
 @pytest.mark.parametrize("options", STACK, ids=["chunked", "in_backward", "in_backward_noclip", "all"])
 @pytest.mark.parametrize("variant", ["adamw", "adafactor"])
-@pytest.mark.parametrize("shape", [SEED, MEDIUM], ids=["seed", "6x384"])
+@pytest.mark.parametrize("shape", [pytest.param(SEED, id="seed"),
+                                   pytest.param(MEDIUM, id="6x384", marks=pytest.mark.slow)])
 def test_the_stacks_estimate_equals_measurement(shape, variant, options):
     config = memory_config(shape, optimizer_variant=variant, loss_chunk_size=64, **options)
     estimated = step_memory(config)

@@ -133,6 +133,7 @@ def test_the_local_hugging_face_cache_serves_gpt2(saved, tmp_path, monkeypatch):
         load_gpt2("gpt2-medium", 64, 0.0)
 
 
+@pytest.mark.slow  # spawns processes or runs a sweep
 def test_what_cannot_be_loaded_is_one_error_line(saved, tmp_path, tiny_data):
     _, directory, _ = saved
     gpt2_dataset(tmp_path / "data" / "g")

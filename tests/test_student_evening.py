@@ -30,6 +30,7 @@ def test_a_command_pasted_from_the_handout_trains(tiny_data, tmp_path, capsys):
     assert f"read {len(args)} argument(s) starting with a typographic dash" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # spawns processes or runs a sweep
 @pytest.mark.parametrize("script", sorted(p.name for p in (ROOT / "bench").glob("*.py")))
 def test_every_bench_script_answers_help_without_running(script, tmp_path):
     done = subprocess.run([sys.executable, str(ROOT / "bench" / script), "--help"], capture_output=True, text=True,
@@ -88,6 +89,7 @@ def test_sigterm_while_compiling_on_cpu_stops_at_once(tiny_data, tmp_path):
     assert "iter 0:" not in out and "Traceback" not in err
 
 
+@pytest.mark.slow  # spawns processes or runs a sweep
 def test_setting_notes_reach_the_sweep_console_and_the_report(tiny_data, tmp_path, capsys):
     from leangpt.sweep import sweep
     base = tmp_path / "base.py"

@@ -134,6 +134,7 @@ def test_gpt2_without_its_encoding_file_is_one_line_naming_bpe(tmp_path, monkeyp
     assert not (tmp_path / "d").exists()
 
 
+@pytest.mark.slow  # spawns processes or runs a sweep
 @pytest.mark.parametrize("argv, message", [
     (["--tokenizer=sentencepiece"], "tokenizer='sentencepiece' is not allowed; choose one of: char, gpt2, bpe"),
     (["--tokenizer=bpe", "--vocab_size=100"], "vocab_size=100 must be at least 258"),
