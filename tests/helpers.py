@@ -157,3 +157,15 @@ def single_process_run(tiny_data, tmp_path_factory, variant, n_headgroup):
                            gradient_accumulation_steps=1))
         _single_runs[key] = metrics(out)
     return _single_runs[key]
+
+
+def tiny_sweep_file(tiny_data, tmp_path, grid: str):
+    """A sweep config file over the tiny corpus (a 1-layer model, 6 iterations) with `grid`."""
+    path = tmp_path / "base.py"
+    path.write_text(
+        f"data_dir = {str(tiny_data)!r}\ndataset = 'tiny'\ndevice = 'cpu'\ncompile = False\n"
+        "n_layer = 1\nn_head = 2\nn_embd = 16\nblock_size = 16\nbatch_size = 4\n"
+        "gradient_accumulation_steps = 1\nmax_iters = 6\nlr_decay_iters = 6\nwarmup_iters = 1\n"
+        "eval_interval = 3\neval_iters = 2\nlog_interval = 1\nlearning_rate = 3e-3\nmin_lr = 3e-4\n"
+        f"grid = {grid}\n")
+    return path

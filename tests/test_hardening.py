@@ -25,7 +25,8 @@ from leangpt.model import GPT
 from leangpt.report import collect, write_report
 from leangpt.sweep import sweep
 from leangpt.train import train
-from tests.helpers import CORPUS, TIMEOUT, common_args, iter_of, launch, losses, run_train, tiny_config
+from tests.helpers import (CORPUS, TIMEOUT, common_args, iter_of, launch, losses, run_train, tiny_config,
+                           tiny_sweep_file)
 
 
 def one_error_line(capsys) -> str:
@@ -109,14 +110,7 @@ def test_sigterm_between_micro_batches_undoes_the_step_and_resumes_exactly(tiny_
 
 @pytest.fixture
 def sweep_file(tiny_data, tmp_path):
-    path = tmp_path / "base.py"
-    path.write_text(
-        f"data_dir = {str(tiny_data)!r}\ndataset = 'tiny'\ndevice = 'cpu'\ncompile = False\n"
-        "n_layer = 1\nn_head = 2\nn_embd = 16\nblock_size = 16\nbatch_size = 4\n"
-        "gradient_accumulation_steps = 1\nmax_iters = 6\nlr_decay_iters = 6\nwarmup_iters = 1\n"
-        "eval_interval = 3\neval_iters = 2\nlog_interval = 1\nlearning_rate = 3e-3\nmin_lr = 3e-4\n"
-        "grid = {'n_headgroup': [1]}\n")
-    return path
+    return tiny_sweep_file(tiny_data, tmp_path, "{'n_headgroup': [1]}")
 
 
 def _sweep_process(sweep_file, sw, *extra):

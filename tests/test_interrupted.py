@@ -15,7 +15,7 @@ import pytest
 from leangpt.config import SampleConfig
 from leangpt.model import GPT
 from leangpt.sample import sample, unfinished_run_note
-from tests.helpers import run_train, tiny_config
+from tests.helpers import run_train, tiny_config, tiny_sweep_file
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -116,14 +116,7 @@ def test_an_interrupted_quickstart_samples_its_checkpoint_and_prints_the_command
 
 @pytest.fixture
 def three_runs(tiny_data, tmp_path):
-    path = tmp_path / "base.py"
-    path.write_text(
-        f"data_dir = {str(tiny_data)!r}\ndataset = 'tiny'\ndevice = 'cpu'\ncompile = False\n"
-        "n_layer = 1\nn_head = 2\nn_embd = 16\nblock_size = 16\nbatch_size = 4\n"
-        "gradient_accumulation_steps = 1\nmax_iters = 6\nlr_decay_iters = 6\nwarmup_iters = 1\n"
-        "eval_interval = 3\neval_iters = 2\nlog_interval = 1\nlearning_rate = 3e-3\nmin_lr = 3e-4\n"
-        "grid = {'seed': [1, 2, 3]}\n")
-    return path
+    return tiny_sweep_file(tiny_data, tmp_path, "{'seed': [1, 2, 3]}")
 
 
 def _signal_self_when(predicate):

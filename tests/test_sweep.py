@@ -8,20 +8,14 @@ from leangpt.cli import run
 from leangpt.errors import ConfigError, LeanGPTError
 from leangpt.report import collect
 from leangpt.sweep import sweep
+from tests.helpers import tiny_sweep_file
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture
 def base_file(tiny_data, tmp_path):
-    path = tmp_path / "base.py"
-    path.write_text(
-        f"data_dir = {str(tiny_data)!r}\ndataset = 'tiny'\ndevice = 'cpu'\ncompile = False\n"
-        "n_layer = 1\nn_head = 2\nn_embd = 16\nblock_size = 16\nbatch_size = 4\n"
-        "gradient_accumulation_steps = 1\nmax_iters = 6\nlr_decay_iters = 6\nwarmup_iters = 1\n"
-        "eval_interval = 3\neval_iters = 2\nlog_interval = 1\nlearning_rate = 3e-3\nmin_lr = 3e-4\n"
-        "grid = {'n_headgroup': [1, 2]}\n")
-    return path
+    return tiny_sweep_file(tiny_data, tmp_path, "{'n_headgroup': [1, 2]}")
 
 
 @pytest.mark.slow
