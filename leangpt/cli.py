@@ -165,6 +165,13 @@ def undo_pasted_dashes(argv: list[str], note=lambda line: print(line, file=sys.s
     return fixed
 
 
+def _error_line(message: str) -> None:
+    """The one line of a user error, written whole in one write: the ranks of a torchrun job share
+    one stderr pipe, and a print (text, then newline) lets two ranks' lines run together."""
+    sys.stderr.write(f"error: {message}\n")
+    sys.stderr.flush()
+
+
 def run(command: str, argv: list[str]) -> int:
     """Run a command; user mistakes become one line on stderr and exit status 2."""
     argv = undo_pasted_dashes(argv)
@@ -178,11 +185,11 @@ def run(command: str, argv: list[str]) -> int:
     try:
         return COMMANDS[command](argv) or 0
     except LeanGPTError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _error_line(str(exc))
         return 2
     except OSError as exc:  # disk full, read-only or missing directory, a file where a directory goes
         where = f": {exc.filename}" if exc.filename else ""
-        print(f"error: {exc.strerror or exc}{where}", file=sys.stderr)
+        _error_line(f"{exc.strerror or exc}{where}")
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
