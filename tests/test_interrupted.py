@@ -53,10 +53,14 @@ def quickstart_clone(tmp_path) -> Path:
     """The files the quickstart reads, in a directory of their own (it writes its data and
     checkpoint beside them, not into this checkout)."""
     clone = tmp_path / "clone"
-    for name in ("scripts/quickstart.sh", "scripts/setup.sh", "data/shakespeare_char/prepare.py",
-                 "config/train_shakespeare_char.py", "train.py", "sample.py", "pyproject.toml"):
+    for name in ("scripts/quickstart.sh", "data/shakespeare_char/prepare.py", "config/train_shakespeare_char.py",
+                 "train.py", "sample.py"):
         (clone / name).parent.mkdir(parents=True, exist_ok=True)
         (clone / name).write_bytes((ROOT / name).read_bytes())
+    # the environment is the one running these tests, already set up (CI runs the real setup.sh):
+    # a setup here would reinstall it from this temporary copy whenever its stamp is older than
+    # pyproject.toml, and leave the developer's venv pointing at a deleted directory
+    (clone / "scripts" / "setup.sh").write_text("exit 0\n")
     return clone
 
 
