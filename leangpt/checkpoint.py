@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import LeanGPTError
+from .errors import LeanGPTError, first_line
 from .fileio import atomic_write
 from .model import GPT, GPTConfig
 
@@ -100,8 +100,7 @@ def load(path: str | Path) -> dict:
             adamw8bit_class()
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path} is not a readable checkpoint ({first_line})") from None
+        raise CheckpointError(f"{path} is not a readable checkpoint ({first_line(exc)})") from None
     if not isinstance(ckpt, dict) or "model" not in ckpt or "model_args" not in ckpt:
         raise CheckpointError(f"{path} is not a GPT checkpoint (no 'model' / 'model_args')")
     if "digest" in ckpt and ckpt["digest"] != digest(ckpt):  # upstream nanoGPT's files carry none

@@ -37,6 +37,7 @@ import torch
 
 from . import checkpoint
 from .checkpoint import CheckpointError
+from .errors import first_line
 from .fileio import directory_lock
 from .optim.owner import load_named_state, named_state
 from .optim.shards import local
@@ -96,7 +97,7 @@ def read_metadata(path: Path):
     except FileNotFoundError:
         raise CheckpointError(f"{path} is missing: the sharded checkpoint is incomplete") from None
     except Exception as exc:  # a truncated or damaged pickle: EOFError, UnpicklingError, ...
-        raise CheckpointError(f"{path} is damaged ({type(exc).__name__}: {_first_line(exc)})") from None
+        raise CheckpointError(f"{path} is damaged ({type(exc).__name__}: {first_line(exc)})") from None
     if not isinstance(metadata, Metadata):
         raise CheckpointError(f"{path} is not DCP metadata (it holds a {type(metadata).__name__})")
     return metadata
@@ -124,7 +125,7 @@ def _safe_storage():
                 with torch.serialization.safe_globals(_state_classes()):
                     plain = torch.load(value, map_location="cpu", weights_only=True)
             except Exception as exc:
-                raise RefusedPickle(f"item {read_item.dest_index.fqn!r} is not plain data ({_first_line(exc)}): "
+                raise RefusedPickle(f"item {read_item.dest_index.fqn!r} is not plain data ({first_line(exc)}): "
                                     "refused (nothing in a checkpoint is executed)") from None
             buffer = io.BytesIO()
             torch.save(plain, buffer)
@@ -143,11 +144,6 @@ def _state_classes() -> list:
     except ImportError:
         return []
     return [GaLoreProjector]
-
-
-def _first_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text[:300] or type(exc).__name__
 
 
 def _sha256(path: Path) -> list:
@@ -329,7 +325,7 @@ def open_sharded(path: Path) -> tuple[Path, dict]:
     try:
         extras = torch.load(extras_path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise CheckpointError(f"{extras_path} is not readable ({_first_line(exc)})") from None
+        raise CheckpointError(f"{extras_path} is not readable ({first_line(exc)})") from None
     if not isinstance(extras, dict) or "model_args" not in extras:
         raise CheckpointError(f"{extras_path} is not a leangpt sharded checkpoint (no model_args)")
     if extras.get("digest") != checkpoint.digest(extras):
@@ -385,7 +381,7 @@ def _load_failure(exc: BaseException, directory: Path) -> str:
         if isinstance(cause, OSError) and getattr(cause, "filename", None):
             return f"{cause.filename} could not be read ({cause.strerror}): the sharded checkpoint is incomplete"
     first = failures[0][0] if isinstance(failures[0], tuple) else failures[0]
-    return f"{directory} does not fit this model and optimizer ({_first_line(first)})"
+    return f"{directory} does not fit this model and optimizer ({first_line(first)})"
 
 
 def export(out_dir: str, name: str = "ckpt", log=print) -> Path:

@@ -30,7 +30,7 @@ from .data import BatchSampler, dataset_paths, load_dataset_meta
 from .pretrained import is_pretrained
 from .device import Runtime, check_compile, resolve
 from .distributed import Distributed, is_communication_error, setup_distributed
-from .errors import ConfigError
+from .errors import ConfigError, first_line
 from .fileio import atomic_write_json, directory_lock
 from .formatting import format_bytes, format_duration
 from .fsdp import shard_model, uses_mixed_precision_policy
@@ -363,10 +363,9 @@ def train(config: TrainConfig, log=print) -> dict:
             torch.distributed.barrier()
         return result
     except RuntimeError as exc:  # torch.distributed.DistError is a RuntimeError
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if not dist.enabled or not is_communication_error(exc):
             raise
-        raise TrainingError(f"rank {dist.rank} lost contact with the other ranks ({message[:300]}); "
+        raise TrainingError(f"rank {dist.rank} lost contact with the other ranks ({first_line(exc)}); "
                             f"a rank stopped or hung for over dist_timeout={config.dist_timeout:g}s") from None
     finally:
         if dist.group:
